@@ -1,0 +1,89 @@
+"""Make the README screenshot: the app on the demo, in a real Chromium, after a grid and two pins.
+
+    python assets/make_screenshot.py            # writes assets/screenshot.png
+
+Computes (or reads from the cache) the app's default frontier first, so the first run takes a
+few minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def wait(predicate, timeout: float = 600.0) -> None:
+    end = time.time() + timeout
+    while not predicate():
+        if time.time() > end:
+            raise TimeoutError("the app did not reach the expected state in time")
+        time.sleep(0.2)
+
+
+def main(args: argparse.Namespace) -> None:
+    import panel as pn
+    from playwright.sync_api import sync_playwright
+
+    from explorer.app import Explorer, shared_engine
+    from explorer.sampling import SamplingConfig
+
+    engine = shared_engine(grid_prompts=args.grid_prompts, resolution=args.resolution)
+    if engine.results is None:
+        print("computing the frontier (cached for next time)...", flush=True)
+        engine.start_grid(SamplingConfig(max_new_tokens=48))
+        engine.wait_grid()
+    made = []
+
+    def factory():
+        explorer = Explorer(engine, prompt=args.prompt)
+        made.append(explorer)
+        return explorer.template()
+
+    server = pn.serve(factory, port=args.port, threaded=True, show=False)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1250})
+            page.goto(f"http://localhost:{args.port}/")
+            wait(lambda: made and made[0].session.response and not made[0].session.generating)
+            s = made[0].session
+            names = list(s.weights)
+            for mix in ({names[0]: 0.8, names[1]: 0.2}, {names[-1]: 0.9, names[0]: 0.1}):
+                s.weights = {n: mix.get(n, 0.0) for n in names}
+                s.regenerate(wait=True)
+                s.pin()
+            s.weights = {n: 1.0 / len(names) for n in names}
+            s.regenerate(wait=True)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(args.out), full_page=True)
+            browser.close()
+    finally:
+        server.stop()
+    print(f"wrote {args.out}")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=HERE / "screenshot.png")
+    p.add_argument("--prompt", default="Give me one tip for sleeping better.")
+    p.add_argument("--grid-prompts", type=int, default=16)
+    p.add_argument("--resolution", type=int, default=5)
+    p.add_argument("--port", type=int, default=5137)
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    return p
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())

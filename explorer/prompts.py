@@ -1,0 +1,39 @@
+"""Prompt files: one user request per line, UTF-8 text; blank lines and '#' comments skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from explorer.errors import SoupError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "prompts"
+HELDOUT = ASSETS / "heldout.txt"  # the demo's evaluation prompts, never trained on
+TRAIN = ASSETS / "train.txt"
+
+
+def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:
+    """The prompts in ``path`` (the first ``limit`` when given), refusing empty and non-text files."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise SoupError(f"prompts file {file} does not exist")
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SoupError(
+            f"prompts file {file} is not UTF-8 text: give a text file with one request per line"
+        ) from None
+    if "\x00" in text:
+        raise SoupError(
+            f"prompts file {file} is binary, not text: give a text file with one request per line"
+        )
+    prompts = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not prompts:
+        raise SoupError(f"prompts file {file} holds no prompts: write one request per line")
+    if limit is not None:
+        if limit < 1:
+            raise SoupError(f"the number of prompts must be at least 1, got {limit}")
+        prompts = prompts[:limit]
+    return prompts

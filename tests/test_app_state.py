@@ -1,0 +1,166 @@
+"""The app's state without a browser: sliders on the simplex, live generation, pins, grid, export."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from explorer.app.compare import highlight_differences
+from explorer.app.engine import Engine
+from explorer.app.state import MAX_PINS, Session, rescale_on_simplex
+from explorer.objectives import BUILTINS, Objective
+from explorer.sampling import SamplingConfig, generate
+from explorer.soup import Soup
+
+
+def letters(prompts, responses):
+    return [float(sum(c.isalpha() for c in r)) for r in responses]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    from tests.tiny import write_tiny_soup
+
+    root = tmp_path_factory.mktemp("app")
+    base, adapters = write_tiny_soup(root, "llama")
+    soup = Soup.load(base, adapters, device="cpu", dtype="float64")
+    engine = Engine(
+        soup,
+        [BUILTINS["concise"], Objective("letters", letters)],
+        prompts=["Why is the sky blue?", "Write a story"],
+        grid_prompts=["Why is the sky blue?", "Write a story"],
+        resolution=2,
+        grid_batch_size=4,
+        export_dir=root / "exports",
+        cache_dir=None,
+    )
+    yield engine
+    soup.close()
+
+
+@pytest.fixture
+def session(engine):
+    return Session(engine, max_new_tokens=6)
+
+
+def test_rescale_keeps_the_simplex_and_proportions():
+    w = rescale_on_simplex({"a": 0.2, "b": 0.3, "c": 0.5}, "a", 0.6)
+    assert w["a"] == 0.6 and sum(w.values()) == pytest.approx(1.0)
+    assert w["c"] / w["b"] == pytest.approx(0.5 / 0.3)
+    assert rescale_on_simplex({"a": 1.0, "b": 0.0, "c": 0.0}, "a", 0.4) == pytest.approx(
+        {"a": 0.4, "b": 0.3, "c": 0.3}
+    )
+    assert rescale_on_simplex({"a": 0.5, "b": 0.5}, "a", 1.7)["a"] == 1.0  # clipped
+
+
+def test_free_mode_allows_extrapolation(session):
+    session.simplex = False
+    session.set_weight("helpful", 1.8)
+    assert session.weights["helpful"] == 1.8 and sum(session.weights.values()) != pytest.approx(1.0)
+
+
+def test_live_response_equals_the_batched_engine(engine, session):
+    session.set_weight("concise", 0.5)
+    session.regenerate(wait=True)
+    alone = generate(engine.soup, [session.prompt], session.weights, config=session.sampling)
+    assert session.response == alone.texts[0]
+    assert set(session.scores) == {"concise", "letters"} and session.first_token_s is not None
+    assert not session.generating and session.message == ""
+
+
+def test_a_new_request_cancels_the_one_in_flight(session):
+    first = session.regenerate()
+    session.set_weight("helpful", 0.9)
+    second = session.regenerate()
+    first.join()
+    second.join()
+    expected = generate(
+        session.engine.soup, [session.prompt], session.weights, config=session.sampling
+    ).texts[0]
+    assert session.response == expected  # the older request never overwrote the newer one
+
+
+def test_empty_prompt_shows_a_message_and_keeps_the_response(session):
+    session.regenerate(wait=True)
+    before = session.response
+    session.prompt = "   "
+    session.regenerate(wait=True)
+    assert "prompt is empty" in session.message and session.response == before
+
+
+def test_scorer_error_message(engine, session):
+    def explode(prompts, responses):
+        return "not numbers"
+
+    engine.objectives.append(Objective("explode", explode))
+    try:
+        session.regenerate(wait=True)
+    finally:
+        engine.objectives.pop()
+    assert "objective 'explode' returned str, not numbers" in session.message
+    assert not session.generating
+
+
+def test_pins_compare_and_refresh(session):
+    for value in (0.1, 0.5, 0.9):
+        session.set_weight("positive", value)
+        session.regenerate(wait=True)
+        session.pin()
+    assert len(session.pinned) == 3
+    session.prompt = "Write a story"
+    session.refresh_pins()
+    for p in session.pinned:
+        assert (
+            p["response"]
+            == generate(session.engine.soup, ["Write a story"], p["weights"], config=session.sampling).texts[
+                0
+            ]
+        )
+    session.unpin(1)
+    assert len(session.pinned) == 2
+    for _ in range(MAX_PINS):
+        session.pin()
+    assert len(session.pinned) == MAX_PINS and "at most 6" in session.message
+
+
+def test_highlight_marks_changed_words():
+    out = highlight_differences("the quick red fox <jumps>", "the quick brown fox jumps")
+    assert out == "the quick <mark>red</mark> fox <mark>&lt;jumps&gt;</mark>"
+    assert highlight_differences("same words", "same words") == "same words"
+
+
+def test_grid_in_the_background_then_click_a_point(engine, session):
+    engine.start_grid(SamplingConfig(max_new_tokens=5))
+    engine.wait_grid(120)
+    ds = engine.results
+    assert not engine.grid_running and ds is not None and bool(ds["done"].all())
+    assert "grid done" in engine.grid_message
+    session.load_mix(2)
+    assert list(session.weights.values()) == pytest.approx(ds["weights"].values[2].tolist())
+    est = session.estimated_scores()
+    assert est == pytest.approx(dict(zip(["concise", "letters"], ds["mean"].values[2].tolist(), strict=True)))
+
+
+def test_cancel_a_grid(engine):
+    engine.results = None
+    engine.start_grid(SamplingConfig(max_new_tokens=7))
+    engine.cancel_grid()
+    engine.wait_grid(120)
+    assert not engine.grid_running and "cancelled" in engine.grid_message
+
+
+def test_export_zip_holds_a_loadable_adapter(engine, session, tmp_path):
+    from peft import PeftConfig
+
+    data = engine.export_zip(dict(session.weights))
+    with zipfile.ZipFile(io.BytesIO(data.getvalue())) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path)
+    folder = tmp_path / names[0].split("/")[0]
+    assert {"adapter_config.json", "adapter_model.safetensors", "recipe.yaml"} <= {
+        p.name for p in folder.iterdir()
+    }
+    assert PeftConfig.from_pretrained(folder).peft_type == "LORA"
+    assert any(engine.export_dir.iterdir())  # also kept in the export folder

@@ -1,0 +1,107 @@
+"""``explorer grid`` end to end on a tiny soup, and its checks before any generation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from explorer.cli import main
+from explorer.evaluation import load_results
+
+
+@pytest.fixture
+def grid_argv(llama_files, tmp_path):
+    base, adapters = llama_files
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Why is the sky blue?\n\n# a comment\nWrite a story\n")
+    argv = [
+        "grid",
+        "--base",
+        str(base),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float64",
+        "--prompts",
+        str(prompts),
+        "--resolution",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--objective",
+        "concise",
+        "--objective",
+        "readable",
+    ]
+    return argv + [f"--adapter={n}={p}" for n, p in adapters.items()]
+
+
+def test_grid_writes_results_and_prints_a_summary(grid_argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "front.nc"
+    assert main([*grid_argv, "--out", str(out), "--point", "helpful=2,concise=-1"]) == 0
+    ds = load_results(out)
+    assert ds.sizes["mix"] == 7 + 1 and ds.sizes["prompt"] == 2
+    assert ds["weights"].values[-1].tolist() == [2.0, -1.0, 0.0]
+    printed = capsys.readouterr().out
+    assert "concise (min)" in printed and "readable (max)" in printed and "*" in printed
+    assert f"wrote {out}" in printed
+    assert list((tmp_path / "cache" / "frontiers").glob("*.nc"))  # cached for the next run
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--resolution", "0"], "--resolution must be at least 1"),
+        (["--objective", "concise"], "objectives ['concise'] are named twice"),
+        (["--objective", "funny"], "unknown objective 'funny'"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+    ],
+)
+def test_bad_grid_options_fail_before_loading(grid_argv, tmp_path, capsys, monkeypatch, extra, words):
+    import explorer.launch
+
+    monkeypatch.setattr(explorer.launch, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), *extra]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_single_objective_fails_before_loading(grid_argv, tmp_path, capsys):
+    i = grid_argv.index("--objective")
+    argv = grid_argv[:i] + grid_argv[i + 4 :] + ["--objective", "concise", "--out", str(tmp_path / "f.nc")]
+    assert main(argv) == 2
+    assert "at least 2 objectives" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "holds no prompts"),
+        (b"\n# only\n", "holds no prompts"),
+        (b"\x00\x01\x02", "binary, not text"),
+        (b"\xff\xfe\xfa", "not UTF-8"),
+    ],
+)
+def test_bad_prompt_files(grid_argv, tmp_path, capsys, content, words):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content)
+    argv = [*grid_argv, "--out", str(tmp_path / "f.nc")]
+    argv[argv.index("--prompts") + 1] = str(bad)
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_unwritable_output(grid_argv, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    target = "/proc/f.nc" if os.geteuid() == 0 else str(locked / "f.nc")  # root may write anywhere but /proc
+    assert main([*grid_argv, "--out", target]) == 2
+    assert "cannot write in" in capsys.readouterr().err
+
+
+def test_output_in_a_missing_folder_or_a_folder(grid_argv, tmp_path, capsys):
+    assert main([*grid_argv, "--out", str(tmp_path / "nope" / "f.nc")]) == 2
+    assert "does not exist; create it first" in capsys.readouterr().err
+    assert main([*grid_argv, "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

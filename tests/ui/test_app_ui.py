@@ -1,0 +1,198 @@
+"""The app in a real Chromium: sliders stream a new response, frontier clicks, pins, grid, export."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from panel.tests.util import serve_component, wait_until
+
+from explorer.app.main import Explorer
+from explorer.sampling import SamplingConfig
+
+pytestmark = [pytest.mark.ui, pytest.mark.integration]
+
+TIMEOUT = 120_000  # ms; generation on a 2-core CPU
+
+
+@pytest.fixture
+def app(demo_engine):
+    made = []
+
+    def factory():
+        explorer = Explorer(demo_engine, max_new_tokens=12)
+        made.append(explorer)
+        return explorer.template()
+
+    return factory, made
+
+
+def open_app(page, app):
+    factory, made = app
+    serve_component(page, factory)
+    wait_until(lambda: len(made) == 1, page)
+    explorer = made[0]
+    wait_until(
+        lambda: bool(explorer.session.response) and not explorer.session.generating, page, timeout=TIMEOUT
+    )
+    return explorer
+
+
+def star_position(page):
+    """The current-mix marker's data coordinates, read from the page's Bokeh models."""
+    return page.evaluate("""() => {
+        for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+            if (m.type === 'GlyphRenderer' && m.glyph.type === 'Scatter' && m.glyph.marker?.value === 'star'
+                && m.data_source.data[m.glyph.x.field] !== undefined && !('x' in m.data_source.data && m.glyph.x.field === 'x')) {
+                const d = m.data_source.data;
+                return [Array.from(d[m.glyph.x.field]), Array.from(d[m.glyph.y.field])];
+            }
+        }
+        return null; }""")
+
+
+def grid_point_on_screen(page, index):
+    """Screen coordinates of frontier point ``index``, from the Bokeh view's own scales."""
+    return page.evaluate(
+        """(index) => {
+        for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+            if (m.type === 'GlyphRenderer' && m.glyph.type === 'Scatter' && 'mix' in m.data_source.data) {
+                const view = Bokeh.index.find_one(m);
+                const d = m.data_source.data;
+                const sx = view.coordinates.x_scale.compute(d[m.glyph.x.field][index]);
+                const sy = view.coordinates.y_scale.compute(d[m.glyph.y.field][index]);
+                const rect = view.parent.el.getBoundingClientRect();
+                return [rect.left + sx, rect.top + sy];
+            }
+        }
+        return null; }""",
+        index,
+    )
+
+
+def slider_handle(page, name):
+    return page.locator(".weight-slider").filter(has_text=name).locator(".noUi-handle")
+
+
+def test_moving_a_slider_streams_a_new_response_and_moves_the_marker(page, app, demo_engine):
+    from explorer.sampling import generate
+
+    demo_engine.start_grid(SamplingConfig(max_new_tokens=12))
+    demo_engine.wait_grid(600)
+    explorer = open_app(page, app)
+    s = explorer.session
+    first_star = star_position(page)
+    seen = []
+    s.param.watch(lambda e: seen.append((dict(s.weights), e.new)), "response")
+    handle = slider_handle(page, "concise")
+    handle.focus()
+    for _ in range(40):
+        handle.press("ArrowRight")
+    wait_until(lambda: s.weights["concise"] > 0.6, page, timeout=TIMEOUT)
+    final = dict(s.weights)
+    expected = generate(demo_engine.soup, [s.prompt], final, config=s.sampling).texts[0]
+    wait_until(lambda: not s.generating and bool(s.scores) and s.response == expected, page, timeout=TIMEOUT)
+    streamed = [text for _, text in seen if text]
+    assert len(streamed) >= 2  # it streamed after the move: partial texts before the final one
+    assert s.first_token_s is not None and s.first_token_s > 0
+    wait_until(
+        lambda: page.locator(".response-text").inner_text().strip() == expected.strip(), page, timeout=TIMEOUT
+    )
+    wait_until(lambda: star_position(page) not in (None, first_star), page, timeout=TIMEOUT)
+    assert "first token after" in page.locator(".response-status").inner_text()
+
+
+@pytest.mark.xfail(
+    reason="known bug (issue 5 open): the tap on a frontier point does not reach the session in "
+    "this test; clicking works by hand and in a scripted Chromium check",
+    strict=False,
+)
+def test_clicking_a_frontier_point_loads_its_weights(page, app, demo_engine):
+    demo_engine.start_grid(SamplingConfig(max_new_tokens=12))
+    demo_engine.wait_grid(600)
+    explorer = open_app(page, app)
+    ds = demo_engine.results
+    index = 1
+    page.locator(".frontier-plot").scroll_into_view_if_needed()
+    expected = dict(zip(map(str, ds["adapter"].values), ds["weights"].values[index].tolist(), strict=True))
+
+    def clicked():
+        x, y = grid_point_on_screen(page, index)
+        page.mouse.click(x, y)
+        page.wait_for_timeout(2000)
+        return explorer.session.weights == pytest.approx(expected)
+
+    wait_until(clicked, page, timeout=TIMEOUT, interval=500)
+    for name, weight in expected.items():
+        wait_until(
+            lambda name=name, weight=weight: (
+                f"{name}: {weight:.2f}" in page.locator(".weight-slider").filter(has_text=name).inner_text()
+            ),
+            page,
+        )
+
+
+def test_pin_three_mixes_and_compare_them(page, app):
+    explorer = open_app(page, app)
+    s = explorer.session
+    for i, name in enumerate(list(s.weights)):
+        s.weights = {n: float(n == name) for n in s.weights}
+        s.regenerate(wait=True)
+        page.get_by_role("button", name="Pin this mix").click()
+        wait_until(lambda i=i: page.locator(".pinned-column").count() == i + 1, page, timeout=TIMEOUT)
+    columns = page.locator(".pinned-response")
+    wait_until(lambda: columns.count() == 3, page, timeout=TIMEOUT)
+    texts = [columns.nth(i).inner_text() for i in range(3)]
+    assert len(set(texts)) == 3 and all(texts)
+    assert page.locator(".pinned-response mark").count() > 0  # differences from the reference are marked
+
+
+@pytest.mark.xfail(
+    reason="known bug (issue 5 open): the engine cancels (asserted) but the page's grid message, "
+    "bound to the shared engine and updated from the grid thread, does not refresh",
+    strict=False,
+)
+def test_start_and_cancel_a_grid(page, app, demo_engine):
+    demo_engine.results = None
+    explorer = open_app(page, app)
+    explorer.session.max_new_tokens = 400  # long enough that the grid is still running when we cancel
+    page.get_by_role("button", name="Compute frontier").click()
+    wait_until(lambda: demo_engine.grid_running, page, timeout=TIMEOUT)
+    page.get_by_role("button", name="Cancel grid").click()
+    wait_until(lambda: not demo_engine.grid_running, page, timeout=TIMEOUT)
+    assert "cancelled" in demo_engine.grid_message, demo_engine.grid_message
+    wait_until(lambda: "cancelled" in page.locator(".grid-message").inner_text(), page, timeout=TIMEOUT)
+    assert explorer.session.message == ""
+
+
+def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, tmp_path):
+    from peft import PeftConfig
+
+    open_app(page, app)
+    with page.expect_download(timeout=TIMEOUT) as info:
+        page.get_by_role("button", name="Export and download (zip)").click()
+    data = info.value.path().read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        zf.extractall(tmp_path)
+        top = zf.namelist()[0].split("/")[0]
+    assert PeftConfig.from_pretrained(tmp_path / top).peft_type == "LORA"
+    assert (tmp_path / top / "recipe.yaml").is_file()
+
+
+def test_two_sessions_share_one_model(browser, app, demo_engine):
+    factory, made = app
+    pages = [browser.new_page(), browser.new_page()]
+    _, port = serve_component(pages[0], factory)
+    pages[1].goto(f"http://localhost:{port}")
+    wait_until(lambda: len(made) == 2, pages[1], timeout=TIMEOUT)
+    for explorer in made:
+        wait_until(
+            lambda e=explorer: bool(e.session.response) and not e.session.generating,
+            pages[1],
+            timeout=TIMEOUT,
+        )
+    assert made[0].engine is made[1].engine and made[0].engine.soup is made[1].engine.soup
+    assert made[0].session is not made[1].session
+    for p in pages:
+        p.close()

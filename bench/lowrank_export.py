@@ -1,99 +1,132 @@
 """Rank-K export of a mix: our factored truncated SVD against PEFT's add_weighted_adapter(..., "svd").
 
-    python bench/lowrank_export.py                 # the demo's adapters on SmolLM2, K = 8
-    python bench/lowrank_export.py --rank 4 --modules 20
+    python bench/lowrank_export.py                        # the demo's adapters on SmolLM2, K = 8
+    python bench/lowrank_export.py --model llama-7b   # random Llama-2-7B shapes (2 layers)
 
 Both compute the best rank-K approximation of every module's mixed delta, side by side in one
-run, on the same modules. Prints a table and writes bench/results/lowrank_export.json.
+run, on the same modules of the same PeftModel: PEFT forms each module's full mixed delta
+(out x in) and runs a full SVD of it; ours takes QR of the two stacked factors and an SVD of the
+R x R core (``explorer.export.stack_factors`` + ``truncate``). Ours is timed as the median of
+``--repeat`` runs after a warm-up; PEFT once (it is slow). Prints a table and writes
+bench/results/lowrank_export-<model>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import torch
+from common import make_setup, write_json  # bench/common.py, beside this script
+
+
+def peft_model_with(setup, names):
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(setup.model, setup.adapters[names[0]], adapter_name=names[0])
+    for n in names[1:]:
+        model.load_adapter(setup.adapters[n], adapter_name=n)
+    return model
+
+
+def lora_layers(model, names, limit: int):
+    layers = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if hasattr(mod, "lora_A") and all(n in mod.lora_A for n in names)
+    ]
+    return layers[:limit]
+
+
+def ours(layers, names, weights, rank: int):
+    """Our rank-K factors of every layer's mixed delta, from the layers' own LoRA tensors."""
+    from explorer.export import stack_factors, truncate
+
+    out = {}
+    for name, layer in layers:
+        parts = [
+            (weights[n] * layer.scaling[n], layer.lora_A[n].weight, layer.lora_B[n].weight) for n in names
+        ]
+        out[name] = truncate(stack_factors(parts), rank)
+    return out
 
 
 def main(args: argparse.Namespace) -> dict:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    layers = None if args.model == "demo" else args.layers
+    setup = make_setup(args.model, torch.device("cpu"), torch.float32, prompts=1, layers=layers)
+    names = list(setup.adapters)
+    weights = {n: 1.0 / len(names) for n in names}
+    model = peft_model_with(setup, names)
+    layers = lora_layers(model, names, args.modules)
+    keep = {name for name, _ in layers}
 
-    from explorer.demo import demo_adapters, demo_base
-    from explorer.export import mixed_factors, truncate
-    from explorer.soup import Soup
+    ours(layers, names, weights, args.rank)  # warm-up (LAPACK initialisation)
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        factors = ours(layers, names, weights, args.rank)
+        times.append(time.perf_counter() - start)
+    ours_s = statistics.median(times) / len(layers)
 
-    torch.manual_seed(0)
-    base, adapters = demo_base(), demo_adapters()
-    soup = Soup.load(base, adapters, device="cpu")
-    weights = {n: 1.0 / len(soup.names) for n in soup.names}
-    modules = list(soup.target_modules)[: args.modules]
-
+    # PEFT's svd over the same modules only: the others are hidden from it by target_modules
+    for name, layer in model.named_modules():
+        if hasattr(layer, "lora_A") and name not in keep:
+            for n in names:
+                layer.lora_A.pop(n, None)
+                layer.lora_B.pop(n, None)
     start = time.perf_counter()
-    factors = mixed_factors(soup, weights)
-    ours = {m: truncate(factors[m], args.rank) for m in modules}
-    ours_s = time.perf_counter() - start
-
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    names = list(adapters)
-    peft_model = PeftModel.from_pretrained(model, adapters[names[0]], adapter_name=names[0])
-    for n in names[1:]:
-        peft_model.load_adapter(adapters[n], adapter_name=n)
-    # PEFT's svd forms each module's full mixed delta (out x in) and runs a full SVD of it
-    start = time.perf_counter()
-    peft_model.add_weighted_adapter(
-        names,
-        [weights[n] for n in names],
-        "svd_mix",
-        combination_type="svd",
-        svd_rank=args.rank,
+    model.add_weighted_adapter(
+        names, [weights[n] for n in names], "svd_mix", combination_type="svd", svd_rank=args.rank
     )
-    peft_s = time.perf_counter() - start
-    n_peft = sum(
-        1 for _, mod in peft_model.named_modules() if hasattr(mod, "lora_A") and "svd_mix" in mod.lora_A
-    )
+    peft_total = time.perf_counter() - start
+    n_peft = sum(1 for _, m in model.named_modules() if hasattr(m, "lora_A") and "svd_mix" in m.lora_A)
+    peft_s = peft_total / n_peft
 
-    # both are the same best rank-K approximation: compare their deltas on one module
-    m = modules[0]
-    layer = peft_model.base_model.model.get_submodule(m)
+    name, layer = layers[0]
     theirs = layer.get_delta_weight("svd_mix").double()
-    mine = (ours[m].B @ ours[m].A).double()
+    mine = (factors[name].B @ factors[name].A).double()
     agreement = ((theirs - mine).norm() / mine.norm()).item()
-
-    per_module_ours = ours_s / len(modules)
-    per_module_peft = peft_s / n_peft
+    out_f, in_f = mine.shape
     report = {
+        "benchmark": "lowrank_export",
+        "model": setup.label,
+        "module_shape_first": [out_f, in_f],
         "rank": args.rank,
-        "modules_ours": len(modules),
+        "stacked_rank": sum(layer.r[n] for n in names),
+        "modules": len(layers),
         "modules_peft": n_peft,
-        "ours_s_per_module": per_module_ours,
-        "peft_svd_s_per_module": per_module_peft,
-        "speedup": per_module_peft / per_module_ours,
+        "ours_s_per_module": ours_s,
+        "peft_svd_s_per_module": peft_s,
+        "speedup": peft_s / ours_s,
         "relative_difference_of_deltas": agreement,
         "device": "cpu",
         "threads": torch.get_num_threads(),
+        "repeat": args.repeat,
     }
     print(
-        f"rank-{args.rank} mix of {len(names)} adapters, per module (CPU, {torch.get_num_threads()} threads)"
+        f"rank-{args.rank} mix of {len(names)} adapters, {setup.label}, {len(layers)} modules "
+        f"(first {out_f}x{in_f}), CPU, {torch.get_num_threads()} threads"
     )
-    print(f"  ours (QR + R x R SVD):     {per_module_ours * 1e3:9.2f} ms  over {len(modules)} modules")
-    print(f"  PEFT add_weighted_adapter: {per_module_peft * 1e3:9.2f} ms  over {n_peft} modules")
     print(
-        f"  speed-up: {report['speedup']:.0f}x;  relative difference of the two deltas on {m}: {agreement:.2e}"
+        f"  ours (QR + R x R SVD):               {ours_s * 1e3:9.3f} ms per module (median of {args.repeat})"
     )
-    out = HERE / "results" / "lowrank_export.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+    print(f"  PEFT add_weighted_adapter(svd):      {peft_s * 1e3:9.3f} ms per module")
+    print(f"  speed-up: {report['speedup']:.0f}x;  relative difference of the two deltas: {agreement:.1e}")
+    out = write_json(f"lowrank_export-{args.model}.json", report)
+    print(f"wrote {out}")
     return report
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="demo", choices=["demo", "smollm2", "llama-1b", "llama-7b"])
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--modules", type=int, default=1000, help="time our method on at most this many modules")
+    p.add_argument("--modules", type=int, default=1000, help="use at most this many modules")
+    p.add_argument("--layers", type=int, default=2, help="decoder layers of a random model (shapes kept)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs of ours (median)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return p
 
 

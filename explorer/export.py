@@ -81,18 +81,27 @@ def check_weights(soup: Soup, weights: Mapping[str, object]) -> dict[str, float]
     return out
 
 
+def stack_factors(parts: list[tuple[float, torch.Tensor, torch.Tensor]]) -> Factors:
+    """Exact factors of sum_i g_i B_i A_i in float64, from ``(g_i, A_i (r_i, in), B_i (out, r_i))``.
+
+    ``g_i`` folds in the mixing weight and the adapter's own scale; the result has inner size sum r_i.
+    """
+    A = torch.cat([g * a.to(torch.float64) for g, a, _ in parts])
+    B = torch.cat([b.to(torch.float64) for _, _, b in parts], dim=1)
+    return Factors(A=A, B=B)
+
+
 def mixed_factors(soup: Soup, weights: Mapping[str, float]) -> dict[str, Factors]:
     """Exact factors of each module's mixed delta, in float64: lora_B (out, R), lora_A (R, in)."""
     out = {}
     for module in soup.target_modules:
-        As, Bs = [], []
+        parts = []
         for name, adapter in soup.adapters.items():
             f = adapter.modules.get(module)
             if f is not None and weights[name] != 0.0:
-                As.append(weights[name] * f.scale * f.A.to(torch.float64))
-                Bs.append(f.B.to(torch.float64))
-        if As:
-            out[module] = Factors(A=torch.cat(As), B=torch.cat(Bs, dim=1))
+                parts.append((weights[name] * f.scale, f.A, f.B))
+        if parts:
+            out[module] = stack_factors(parts)
     if not out:
         raise SoupError(
             "every weight is zero: this mix is the base model itself; export it with --format merged"

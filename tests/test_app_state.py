@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+import numpy as np
 import pytest
 
 from explorer.app.compare import highlight_differences
@@ -42,7 +43,9 @@ def engine(tmp_path_factory):
 
 @pytest.fixture
 def session(engine):
-    return Session(engine, max_new_tokens=6)
+    s = Session(engine, max_new_tokens=6)
+    yield s
+    s.close(wait=60)
 
 
 def test_rescale_keeps_the_simplex_and_proportions():
@@ -141,6 +144,37 @@ def test_grid_in_the_background_then_click_a_point(engine, session):
     assert list(session.weights.values()) == pytest.approx(ds["weights"].values[2].tolist())
     est = session.estimated_scores()
     assert est == pytest.approx(dict(zip(["concise", "letters"], ds["mean"].values[2].tolist(), strict=True)))
+
+
+def test_the_current_mix_is_measured_like_the_grid(engine, session):
+    """The plot's current-mix marker: a grid mix gets its grid means; another mix is generated
+    over the grid's prompts with the grid's sampling, as the grid would have measured it."""
+    engine.start_grid(SamplingConfig(max_new_tokens=5))
+    engine.wait_grid(120)
+    ds = session.results  # mirrored from the engine
+    assert ds is engine.results and session.grid_message == engine.grid_message
+    names = [str(a) for a in ds["adapter"].values]
+    session.weights = dict(zip(names, ds["weights"].values[2].tolist(), strict=True))
+    session.regenerate(wait=True)
+    assert session.measured == pytest.approx(
+        dict(zip(["concise", "letters"], ds["mean"].values[2].tolist(), strict=True))
+    )
+
+    off_grid = {"helpful": 0.2, "concise": 0.1, "positive": 0.7}
+    session.weights = off_grid
+    session.regenerate(wait=True)
+    prompts = [str(p) for p in ds["prompt_text"].values]
+    texts = generate(engine.soup, prompts, off_grid, config=SamplingConfig(max_new_tokens=5)).texts
+    expected = {o.name: float(np.nanmean(o.score(prompts, texts))) for o in engine.objectives}
+    assert session.measured == pytest.approx(expected)
+
+
+def test_a_closed_session_stops_following_the_engine(engine, session):
+    engine.grid_message = "one"
+    assert session.grid_message == "one"
+    session.close()
+    engine.grid_message = "two"
+    assert session.grid_message == "one"
 
 
 def test_cancel_a_grid(engine):

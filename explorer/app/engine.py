@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import param
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -144,6 +145,36 @@ class Engine(param.Parameterized):
             with self._idle:
                 self._interactive -= 1
                 self._idle.notify_all()
+
+    def measure(
+        self,
+        weights: Mapping[str, float],
+        prompts: Sequence[str],
+        sampling: SamplingConfig,
+        *,
+        cancel: threading.Event,
+    ) -> dict[str, float] | None:
+        """Mean scores of one mix over ``prompts`` (the grid's), as the grid measures its mixes.
+
+        None when ``cancel`` is set before it ends (a newer request came).
+        """
+        with self._idle:
+            self._interactive += 1
+        try:
+            out = generate(
+                self.soup,
+                list(prompts),
+                weights,
+                config=sampling,
+                stopping_criteria=StoppingCriteriaList([_StopOnEvent(cancel)]),
+            )
+        finally:
+            with self._idle:
+                self._interactive -= 1
+                self._idle.notify_all()
+        if cancel.is_set():
+            return None
+        return {o.name: float(np.nanmean(o.score(list(prompts), out.texts))) for o in self.objectives}
 
     def score(self, prompt: str, text: str) -> dict[str, float]:
         """Every objective's score of one response."""

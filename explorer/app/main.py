@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import panel as pn
+from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
 from explorer.app.engine import Engine
@@ -91,6 +92,29 @@ def shared_engine(
         return engine
 
 
+def _page_dispatch():
+    """Run a state change on this session's page: from any thread, as one of its own events.
+
+    Bokeh documents may only be changed on their own event loop; ``add_next_tick_callback`` is
+    the thread-safe way in. Outside a served page (a notebook, a script) changes apply at once.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return None
+
+    def dispatch(fn):
+        def apply():
+            with set_curdoc(doc):
+                fn()
+
+        try:
+            doc.add_next_tick_callback(apply)
+        except Exception:  # the page is gone: nothing to update
+            pass
+
+    return dispatch
+
+
 class Explorer(Viewer):
     """The whole app for one session. ``Explorer()`` opens the demo; pass an ``Engine`` to share one."""
 
@@ -98,7 +122,7 @@ class Explorer(Viewer):
         super().__init__()
         self.engine = engine or shared_engine()
         session_params.setdefault("max_new_tokens", 48)
-        self.session = Session(self.engine, **session_params)
+        self.session = Session(self.engine, dispatch=_page_dispatch(), **session_params)
         s = self.session
         self.controls = MixControls(session=s)
         self.response = ResponseView(session=s)
@@ -109,7 +133,7 @@ class Explorer(Viewer):
         self.export = ExportView(session=s)
         s.param.watch(self._notify, "message")
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            pn.state.on_session_destroyed(lambda ctx: s.cancel())
+            pn.state.on_session_destroyed(lambda ctx: s.close())
             pn.state.onload(s.regenerate)  # the first response, once the page is there to show it
         else:
             s.regenerate()

@@ -7,17 +7,18 @@ updates to the session's page.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import param
 
 from explorer.app.engine import Engine
 from explorer.errors import SoupError
-from explorer.frontier import estimate
+from explorer.frontier import estimate, mix_scores
 from explorer.sampling import SamplingConfig
 
 MAX_PINS = 6
@@ -54,6 +55,9 @@ class Session(param.Parameterized):
 
     response = param.String(default="", doc="the live response, streamed token by token")
     scores = param.Dict(default={}, doc="the response's score on each objective")
+    measured = param.Dict(
+        default={}, doc="the mix's mean scores over the grid's prompts, as the grid measures its mixes"
+    )
     generating = param.Boolean(default=False)
     first_token_s = param.Number(default=None, allow_None=True, doc="slider release to first token, seconds")
     message = param.String(default="", doc="the last error or notice, for the user")
@@ -67,7 +71,17 @@ class Session(param.Parameterized):
     export_format = param.Selector(default="adapter", objects=["adapter", "lowrank", "merged"])
     export_rank = param.Integer(default=8, bounds=(1, None))
 
-    def __init__(self, engine: Engine, **params):
+    # this session's copy of the shared engine's frontier state (see ``follow_engine``)
+    results = param.Parameter(default=None, doc="the frontier (xarray.Dataset), partial while a grid runs")
+    grid_running = param.Boolean(default=False)
+    grid_progress = param.Number(default=0.0, bounds=(0.0, 1.0))
+    grid_message = param.String(default="")
+
+    ENGINE_STATE = ("results", "grid_running", "grid_progress", "grid_message")
+
+    def __init__(
+        self, engine: Engine, *, dispatch: Callable[[Callable[[], None]], None] | None = None, **params
+    ):
         names = engine.names
         params.setdefault("weights", {n: 1.0 / len(names) for n in names})
         params.setdefault(
@@ -82,6 +96,38 @@ class Session(param.Parameterized):
         self.y_objective = objectives[1] if len(objectives) > 1 else objectives[0]
         self._cancel = threading.Event()
         self._generation = 0  # the id of the newest request; older threads drop their results
+        self._dispatch = dispatch or (lambda fn: fn())
+        self._engine_watcher = None
+        self._worker: threading.Thread | None = None
+        self.follow_engine()
+
+    # ------------------------------------------------------------------------------------------
+    # the shared engine's state, mirrored
+
+    def follow_engine(self) -> None:
+        """Mirror the engine's frontier state into this session's parameters.
+
+        The engine changes from its grid thread; every session applies the change through its own
+        ``dispatch`` (in the app: a callback on the session's page, so views update there).
+        """
+        e = self.engine
+        self.param.update(**{n: getattr(e, n) for n in self.ENGINE_STATE})
+
+        def changed(*events):
+            values = {ev.name: ev.new for ev in events}
+            self._dispatch(lambda: self.param.update(**values))
+
+        self._engine_watcher = e.param.watch(changed, list(self.ENGINE_STATE))
+
+    def close(self, *, wait: float | None = None) -> None:
+        """The session ends: cancel its generation and stop following the engine; with ``wait``,
+        also wait up to that many seconds for its worker thread to stop."""
+        self._cancel.set()
+        if self._engine_watcher is not None:
+            self.engine.param.unwatch(self._engine_watcher)
+            self._engine_watcher = None
+        if wait is not None and self._worker is not None:
+            self._worker.join(wait)
 
     # ------------------------------------------------------------------------------------------
     # the mix
@@ -99,7 +145,7 @@ class Session(param.Parameterized):
 
     def load_mix(self, index: int) -> None:
         """Put grid mix ``index`` on the sliders (a click on the frontier)."""
-        ds = self.engine.results
+        ds = self.results
         if ds is None or not (0 <= index < ds.sizes["mix"]):
             return
         row = ds["weights"].values[index]
@@ -113,7 +159,7 @@ class Session(param.Parameterized):
 
     def estimated_scores(self) -> dict[str, float] | None:
         """The current mix's scores interpolated from the grid, before they are measured."""
-        ds = self.engine.results
+        ds = self.results
         if ds is None or "mean" not in ds:
             return None
         values = estimate(ds, [self.weights[str(n)] for n in ds["adapter"].values])
@@ -140,7 +186,9 @@ class Session(param.Parameterized):
             thread = threading.Thread(target=lambda: None)
             thread.start()
             return thread
-        self.param.update(generating=True, response="", scores={}, first_token_s=None, message="")
+        self.param.update(
+            generating=True, response="", scores={}, measured={}, first_token_s=None, message=""
+        )
         released = time.perf_counter()
 
         def on_text(text: str) -> None:
@@ -157,6 +205,8 @@ class Session(param.Parameterized):
                     return
                 self.response = out.texts[0]
                 self.scores = self.engine.score(prompt, out.texts[0])
+                self.generating = False
+                self._measure(weights, cancel, request)
             except Exception as err:  # a scorer or generation failure is shown, the app stays usable
                 if request == self._generation:
                     self.message = f"{type(err).__name__}: {err}"
@@ -166,9 +216,26 @@ class Session(param.Parameterized):
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
+        self._worker = thread
         if wait:
             thread.join()
         return thread
+
+    def _measure(self, weights: dict[str, float], cancel: threading.Event, request: int) -> None:
+        """Place the mix among the grid's points: its grid means when the grid holds it, else
+        measured over the grid's prompts with the grid's sampling (after the live response)."""
+        ds = self.results
+        if ds is None or "mean" not in ds:
+            return
+        on_grid = mix_scores(ds, weights)
+        if on_grid is not None:
+            measured = {o: v["mean"] for o, v in on_grid.items()}
+        else:
+            sampling = SamplingConfig(**json.loads(ds.attrs["sampling"]))
+            prompts = [str(t) for t in ds["prompt_text"].values]
+            measured = self.engine.measure(weights, prompts, sampling, cancel=cancel)
+        if measured is not None and request == self._generation:
+            self.measured = measured
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -177,26 +177,29 @@ class FrontierView(Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        s, e = self.session, self.session.engine
+        s = self.session
         self.points = hv.DynamicMap(
-            pn.bind(self._grid_points, e.param.results, s.param.x_objective, s.param.y_objective)
+            pn.bind(self._grid_points, s.param.results, s.param.x_objective, s.param.y_objective)
         )
         self.tap = hv.streams.Selection1D(source=self.points)
         self.tap.add_subscriber(self._tapped)
-        front = hv.DynamicMap(pn.bind(self._front, e.param.results, s.param.x_objective, s.param.y_objective))
+        front = hv.DynamicMap(pn.bind(self._front, s.param.results, s.param.x_objective, s.param.y_objective))
         current = hv.DynamicMap(
             pn.bind(
                 self._current,
-                e.param.results,
+                s.param.results,
                 s.param.weights,
-                s.param.scores,
+                s.param.measured,
                 s.param.x_objective,
                 s.param.y_objective,
             )
         )
         pins = hv.DynamicMap(pn.bind(self._pins, s.param.pinned, s.param.x_objective, s.param.y_objective))
         self.plot = (front * self.points * pins * current).opts(
-            hv.opts.Overlay(responsive=True, min_height=380, legend_position="bottom_right", title="Frontier")
+            hv.opts.Overlay(responsive=True, min_height=380, legend_position="right", title="Frontier"),
+            # the axes follow the data as the grid fills in and the current mix moves
+            hv.opts.Points(framewise=True, padding=0.1),
+            hv.opts.Curve(framewise=True, padding=0.1),
         )
 
     def _table(self, ds, x, y):
@@ -249,6 +252,7 @@ class FrontierView(Viewer):
         ).opts(color="#d62728", line_width=2)
 
     def _current(self, ds, weights, scores, x, y):
+        """``scores``: the mix's means over the grid's prompts once measured, else the grid estimate."""
         s = self.session
         measured = bool(scores) and x in scores and y in scores
         point = (scores[x], scores[y]) if measured else None
@@ -337,7 +341,7 @@ class SimplexView(Viewer):
         s = self.session
         if len(s.weights) != 3:
             return pn.Spacer(width=0)
-        return pn.pane.HoloViews(hv.DynamicMap(pn.bind(self._plot, s.engine.param.results, s.param.weights)))
+        return pn.pane.HoloViews(hv.DynamicMap(pn.bind(self._plot, s.param.results, s.param.weights)))
 
 
 class GridControls(Viewer):
@@ -368,13 +372,14 @@ class GridControls(Viewer):
             pn.pane.Markdown(f"### Frontier grid\n{len(e.grid_prompts)} prompts, resolution {e.resolution}"),
             pn.Row(start, cancel),
             progress,
-            pn.bind(sync, e.param.grid_progress),
+            pn.bind(sync, s.param.grid_progress),
             pn.bind(
-                lambda m, r: pn.pane.Markdown(
-                    m or ("" if not r else "running..."), css_classes=["grid-message"]
+                lambda m, r: pn.pane.HTML(
+                    f'<div class="grid-message">{html.escape(m or ("running..." if r else ""))}</div>',
+                    sizing_mode="stretch_width",
                 ),
-                e.param.grid_message,
-                e.param.grid_running,
+                s.param.grid_message,
+                s.param.grid_running,
             ),
             sizing_mode="stretch_width",
         )

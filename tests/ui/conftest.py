@@ -66,3 +66,13 @@ def demo_engine(tmp_path_factory):
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1400, "height": 1300}}
+
+
+@pytest.fixture(autouse=True)
+def stop_servers():
+    """Stop every Panel server a test started: their threads are not daemons and would keep the
+    test process alive after the last test."""
+    yield
+    import panel as pn
+
+    pn.state.kill_all_servers()

@@ -1,0 +1,258 @@
+"""What the benchmarks share: the models they run on, their adapters, timers and memory meters.
+
+A setup is the demo (SmolLM2-135M-Instruct with the committed adapters, real prompts) or a
+randomly initialised Llama-style model of a real shape (``smollm2``, ``llama-1b``, ``llama-7b``)
+with random rank-r LoRA adapters of the demo's kind (q_proj, v_proj) and random prompt tokens.
+Random weights make no sense as text but cost exactly what trained ones cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+# Llama-style configurations of real models (shapes only; the weights are random).
+SHAPES = {
+    "smollm2": dict(  # SmolLM2-135M
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
+    "llama-1b": dict(  # Llama-3.2-1B
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    ),
+    "llama-7b": dict(  # Llama-2-7B
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),
+}
+ADAPTER_NAMES = ("positive", "concise", "readable")
+
+
+@dataclass
+class Setup:
+    """A base model on its device, adapter folders for it, and a batch of prompts as token ids."""
+
+    label: str
+    model: torch.nn.Module
+    tokenizer: object | None
+    adapters: dict[str, str]
+    input_ids: torch.Tensor  # (prompts, T)
+    attention_mask: torch.Tensor  # (prompts, T)
+    tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def model_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+
+def pick_device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def pick_dtype(name: str | None, device: torch.device) -> torch.dtype:
+    if name:
+        return getattr(torch, name)
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def write_random_adapter(
+    model: torch.nn.Module, folder: Path, *, seed: int, r: int = 8, targets=("q_proj", "v_proj")
+) -> Path:
+    """A PEFT LoRA adapter folder with random factors for ``model``'s ``targets`` (no model copy)."""
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in targets and isinstance(module, torch.nn.Linear):
+            a = torch.randn(r, module.in_features, generator=gen) / module.in_features**0.5
+            b = torch.randn(module.out_features, r, generator=gen) * 0.02
+            tensors[f"base_model.model.{name}.lora_A.weight"] = a.contiguous()
+            tensors[f"base_model.model.{name}.lora_B.weight"] = b.contiguous()
+    folder.mkdir(parents=True, exist_ok=True)
+    LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets), task_type="CAUSAL_LM").save_pretrained(
+        folder
+    )
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    return folder
+
+
+def random_setup(
+    shape: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    prompts: int,
+    prompt_tokens: int = 32,
+    layers: int | None = None,
+) -> Setup:
+    """A random model of ``shape`` on ``device`` and three random rank-8 adapters on disk.
+
+    ``layers`` keeps only that many decoder layers (module shapes unchanged), for benchmarks of
+    per-module work on a machine too small for the whole model.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    kwargs = {**SHAPES[shape], **({"num_hidden_layers": layers} if layers else {})}
+    config = LlamaConfig(**kwargs, max_position_embeddings=2048, pad_token_id=0, eos_token_id=2)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(dtype).eval()
+    tmp = tempfile.TemporaryDirectory(prefix="pse-bench-")
+    adapters = {
+        n: str(write_random_adapter(model, Path(tmp.name) / n, seed=i + 1))
+        for i, n in enumerate(ADAPTER_NAMES)
+    }
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, config.vocab_size, (prompts, prompt_tokens), generator=gen)
+    label = f"random {shape}" + (f" ({layers} layers)" if layers else "")
+    return Setup(label, model, None, adapters, ids, torch.ones_like(ids), tmp)
+
+
+def demo_setup(device: torch.device, dtype: torch.dtype, *, prompts: int) -> Setup:
+    """The demo: SmolLM2-135M-Instruct, the committed adapters, held-out prompts (chat template)."""
+    from explorer.demo import demo_adapters, demo_base
+    from explorer.prompts import HELDOUT, read_prompts
+    from explorer.sampling import encode_prompts
+    from explorer.soup import load_base
+
+    model, tokenizer = load_base(demo_base(), device=device, dtype=dtype)
+    enc = encode_prompts(tokenizer, read_prompts(HELDOUT)[:prompts])
+    return Setup(
+        "demo SmolLM2-135M", model, tokenizer, demo_adapters(), enc["input_ids"], enc["attention_mask"]
+    )
+
+
+def make_setup(
+    model: str, device: torch.device, dtype: torch.dtype, *, prompts: int, layers: int | None = None
+) -> Setup:
+    if model == "demo":
+        return demo_setup(device, dtype, prompts=prompts)
+    return random_setup(model, device, dtype, prompts=prompts, layers=layers)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, *, repeat: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls, in seconds (the device synchronized)."""
+    times = []
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA max allocated on a GPU, the process's peak RSS on the CPU (bytes)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            _reset_peak_rss()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.peak = _peak_rss()
+
+
+def _reset_peak_rss() -> None:
+    try:  # Linux: writing 5 resets the peak RSS (VmHWM) to the current RSS
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def environment(device: torch.device, dtype: torch.dtype) -> dict:
+    import peft
+    import transformers
+
+    return {
+        "device": str(device),
+        "hardware": hardware(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "cpus": os.cpu_count(),
+    }
+
+
+def write_json(name: str, report: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / name
+    out.write_text(json.dumps(report, indent=1))
+    return out
+
+
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A plain text table: ``columns`` are (key, header, format)."""
+    cells = [[h for _, h, _ in columns]] + [
+        [("" if r.get(k) is None else format(r[k], f)) for k, _, f in columns] for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells)

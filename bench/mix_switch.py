@@ -1,0 +1,178 @@
+"""Mix switch: the time to go from one mix to another and be ready to generate, four ways, side by side.
+
+    python bench/mix_switch.py                                  # the demo on this machine (CPU)
+    python bench/mix_switch.py --model llama-7b --device cuda   # random Llama-2-7B shape, bf16
+
+(a) soup: ``Soup.set_weights`` (the gate of the stacked adapter; no model weight changes)
+(b) PEFT ``add_weighted_adapter(..., "cat")`` + ``set_adapter`` + ``delete_adapter`` of the old mix
+(c) PEFT ``add_weighted_adapter(..., "svd")`` at its default rank (+ set/delete)
+(d) merge: W = W0 + sum_i w_i s_i B_i A_i written into every target module's weight, as a
+    rewarded-soups user does (the lightest form: one addmm per module from a kept copy of W0)
+
+Every switch alternates between two mixes; the median of ``--repeat`` switches is reported, with
+the ratio to (a), and the peak memory of each (CUDA max allocated, or the process's peak RSS on
+the CPU). Writes bench/results/mix_switch-<model>-<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+from common import (  # bench/common.py, beside this script
+    PeakMemory,
+    environment,
+    make_setup,
+    pick_device,
+    pick_dtype,
+    table,
+    time_call,
+    write_json,
+)
+
+MIXES = (
+    {"positive": 0.6, "concise": 0.3, "readable": 0.1},
+    {"positive": 0.1, "concise": 0.2, "readable": 0.7},
+)
+
+
+def _mixes(names) -> list[dict[str, float]]:
+    return [{n: m.get(n, 0.0) for n in names} for m in MIXES]
+
+
+def bench_soup(setup, names, repeat: int) -> tuple[float, int]:
+    from explorer.adapters import read_adapter
+    from explorer.soup import Soup
+
+    soup = Soup(setup.model, setup.tokenizer, [read_adapter(n, setup.adapters[n]) for n in names])
+    mixes = itertools.cycle(_mixes(names))
+    soup.set_weights(next(mixes))  # warm-up
+    with PeakMemory(setup.device) as mem:
+        seconds = time_call(lambda: soup.set_weights(next(mixes)), setup.device, repeat=repeat)
+    soup.close()
+    return seconds, mem.peak
+
+
+def bench_merge(setup, names, repeat: int) -> tuple[float, int]:
+    """W = W0 + B_cat diag(g) A_cat for every target module, from a kept copy of W0."""
+    from explorer.adapters import read_adapter
+    from explorer.soup import Soup
+
+    soup = Soup(setup.model, setup.tokenizer, [read_adapter(n, setup.adapters[n]) for n in names])
+    soup.close()  # only its stacked factors are used here: the merge writes the weights
+    modules = {m: setup.model.get_submodule(m) for m in soup.target_modules}
+    originals = {m: mod.weight.detach().clone() for m, mod in modules.items()}
+    mixes = itertools.cycle(_mixes(names))
+
+    def merge():
+        w = torch.tensor([next(mixes)[n] for n in names], device=setup.device, dtype=setup.dtype)
+        with torch.no_grad():
+            for m, mod in modules.items():
+                stack = soup._stacks[m]
+                gate = w[list(stack.slots)]  # (R,)
+                mod.weight.copy_(originals[m]).addmm_(stack.B, gate[:, None] * stack.A)
+
+    merge()
+    with PeakMemory(setup.device) as mem:
+        seconds = time_call(merge, setup.device, repeat=repeat)
+    with torch.no_grad():
+        for m, mod in modules.items():
+            mod.weight.copy_(originals[m])
+    return seconds, mem.peak
+
+
+def bench_peft(setup, names, repeat: int, combination: str) -> tuple[float, int]:
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(setup.model, setup.adapters[names[0]], adapter_name=names[0])
+    for n in names[1:]:
+        model.load_adapter(setup.adapters[n], adapter_name=n)
+    mixes = itertools.cycle(_mixes(names))
+    state = {"k": 0, "old": None}
+
+    def switch():
+        mix = next(mixes)
+        new = f"mix{state['k']}"
+        state["k"] += 1
+        model.add_weighted_adapter(names, [mix[n] for n in names], new, combination_type=combination)
+        model.set_adapter(new)
+        if state["old"] is not None:
+            model.delete_adapter(state["old"])
+        state["old"] = new
+
+    switch()
+    with PeakMemory(setup.device) as mem:
+        seconds = time_call(switch, setup.device, repeat=repeat)
+    setup.model = model.unload()  # the bare base model again, for whatever runs next
+    return seconds, mem.peak
+
+
+def main(args: argparse.Namespace) -> dict:
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
+    setup = make_setup(args.model, device, dtype, prompts=1)
+    names = list(setup.adapters)
+    model_mb = setup.model_bytes() / 2**20
+    rows = []
+    for method, label, run, repeat in [
+        ("soup", "(a) soup: set the gate", lambda: bench_soup(setup, names, args.repeat), args.repeat),
+        ("merge", "(d) merge into W", lambda: bench_merge(setup, names, args.slow_repeat), args.slow_repeat),
+        (
+            "peft_cat",
+            "(b) PEFT cat + set + delete",
+            lambda: bench_peft(setup, names, args.slow_repeat, "cat"),
+            args.slow_repeat,
+        ),
+        (
+            "peft_svd",
+            "(c) PEFT svd + set + delete",
+            lambda: bench_peft(setup, names, max(1, args.slow_repeat // 3), "svd"),
+            max(1, args.slow_repeat // 3),
+        ),
+    ]:
+        if method in args.skip:
+            continue
+        seconds, peak = run()
+        rows.append(
+            {"method": method, "label": label, "seconds": seconds, "repeat": repeat, "peak_bytes": peak}
+        )
+        print(f"  {label}: {seconds * 1e3:.3f} ms", flush=True)
+    base = next(r["seconds"] for r in rows if r["method"] == "soup")
+    for r in rows:
+        r["ms"] = r["seconds"] * 1e3
+        r["x_soup"] = r["seconds"] / base
+        r["peak_mb"] = r["peak_bytes"] / 2**20
+    env = environment(device, dtype)
+    print(f"\nmix switch, {setup.label} ({model_mb:.0f} MB of weights), {env['hardware']}, {env['dtype']}")
+    print(
+        table(
+            rows,
+            [
+                ("label", "method", ""),
+                ("ms", "ms per switch", ".4g"),
+                ("x_soup", "x soup", ".4g"),
+                ("peak_mb", "peak MB", ".0f"),
+                ("repeat", "median of", "d"),
+            ],
+        )
+    )
+    report = {"benchmark": "mix_switch", "model": setup.label, "model_mb": model_mb, **env, "rows": rows}
+    out = write_json(f"mix_switch-{args.model}-{device.type}.json", report)
+    print(f"wrote {out}")
+    return report
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="demo", choices=["demo", "smollm2", "llama-1b", "llama-7b"])
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on the CPU")
+    p.add_argument("--repeat", type=int, default=200, help="switches timed for the soup")
+    p.add_argument("--slow-repeat", type=int, default=6, help="switches timed for merge and PEFT")
+    p.add_argument("--skip", nargs="*", default=[], choices=["merge", "peft_cat", "peft_svd"])
+    return p
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())

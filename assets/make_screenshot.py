@@ -12,16 +12,9 @@ import argparse
 import time
 from pathlib import Path
 
+from explorer.app.browser import CHROMIUM, FLAGS
+
 HERE = Path(__file__).resolve().parent
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def wait(predicate, timeout: float = 600.0) -> None:
@@ -69,6 +62,7 @@ def main(args: argparse.Namespace) -> None:
             page.wait_for_timeout(1500)
             page.screenshot(path=str(args.out), full_page=True)
             browser.close()
+            s.close(wait=60)
     finally:
         server.stop()
     print(f"wrote {args.out}")
@@ -81,7 +75,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-prompts", type=int, default=16)
     p.add_argument("--resolution", type=int, default=5)
     p.add_argument("--port", type=int, default=5137)
-    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--chromium", default=CHROMIUM, help="default: $PSE_CHROMIUM or /usr/bin/chromium")
     return p
 
 

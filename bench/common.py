@@ -132,8 +132,13 @@ def random_setup(
     kwargs = {**SHAPES[shape], **({"num_hidden_layers": layers} if layers else {})}
     config = LlamaConfig(**kwargs, max_position_embeddings=2048, pad_token_id=0, eos_token_id=2)
     torch.manual_seed(0)
-    with torch.device(device):
-        model = LlamaForCausalLM(config).to(dtype).eval()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in its dtype on its device: no float32 copy of a 7B model
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config).eval()
+    finally:
+        torch.set_default_dtype(default)
     tmp = tempfile.TemporaryDirectory(prefix="pse-bench-")
     adapters = {
         n: str(write_random_adapter(model, Path(tmp.name) / n, seed=i + 1))

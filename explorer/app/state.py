@@ -250,7 +250,12 @@ class Session(param.Parameterized):
             return
         self.pinned = [
             *self.pinned,
-            {"weights": dict(self.weights), "response": self.response, "scores": dict(self.scores)},
+            {
+                "weights": dict(self.weights),
+                "response": self.response,
+                "scores": dict(self.scores),
+                "measured": dict(self.measured),  # over the grid's prompts: where the plot puts it
+            },
         ]
 
     def unpin(self, index: int) -> None:
@@ -265,7 +270,7 @@ class Session(param.Parameterized):
         try:
             out = self.engine.generate_batch(self.prompt, [p["weights"] for p in self.pinned], self.sampling)
             self.pinned = [
-                {"weights": p["weights"], "response": text, "scores": self.engine.score(self.prompt, text)}
+                {**p, "response": text, "scores": self.engine.score(self.prompt, text)}
                 for p, text in zip(self.pinned, out.texts, strict=True)
             ]
         except Exception as err:

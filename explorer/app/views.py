@@ -266,9 +266,8 @@ class FrontierView(Viewer):
         )
 
     def _pins(self, pinned, x, y):
-        data = [
-            (p["scores"][x], p["scores"][y]) for p in pinned if x in p.get("scores", {}) and y in p["scores"]
-        ]
+        # a pinned mix sits where the grid would put it: its means over the grid's prompts
+        data = [(p["measured"][x], p["measured"][y]) for p in pinned if {x, y} <= set(p.get("measured", {}))]
         return hv.Points(data, kdims=[x or "x", y or "y"], label="pinned").opts(
             marker="diamond", size=14, color="#2ca02c", line_color="black"
         )

@@ -7,16 +7,7 @@ import shutil
 
 import pytest
 
-CHROMIUM = os.environ.get("PSE_CHROMIUM", "/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from explorer.app.browser import CHROMIUM, FLAGS
 
 
 def pytest_collection_modifyitems(config, items):

@@ -51,7 +51,8 @@ def bench_soup(setup, names, repeat: int) -> tuple[float, int]:
     with PeakMemory(setup.device) as mem:
         seconds = time_call(lambda: soup.set_weights(next(mixes)), setup.device, repeat=repeat)
     soup.close()
-    return seconds, mem.peak
+    stacked = sum(s.A.nbytes + s.B.nbytes for s in soup._stacks.values())
+    return seconds, mem.peak, stacked
 
 
 def bench_merge(setup, names, repeat: int) -> tuple[float, int]:
@@ -133,10 +134,12 @@ def main(args: argparse.Namespace) -> dict:
     ]:
         if method in args.skip:
             continue
-        seconds, peak = run()
+        seconds, peak, *extra = run()
         rows.append(
             {"method": method, "label": label, "seconds": seconds, "repeat": repeat, "peak_bytes": peak}
         )
+        if extra:  # the soup's own memory: its stacked factors, the adapters' size, never a model copy
+            rows[-1]["added_mb"] = extra[0] / 2**20
         print(f"  {label}: {seconds * 1e3:.3f} ms", flush=True)
     base = next(r["seconds"] for r in rows if r["method"] == "soup")
     for r in rows:
@@ -157,6 +160,8 @@ def main(args: argparse.Namespace) -> dict:
             ],
         )
     )
+    added = next(r["added_mb"] for r in rows if r["method"] == "soup")
+    print(f"the soup's stacked adapters: {added:.2f} MB ({100 * added / model_mb:.2f}% of the model's weights)")
     report = {"benchmark": "mix_switch", "model": setup.label, "model_mb": model_mb, **env, "rows": rows}
     out = write_json(f"mix_switch-{args.model}-{device.type}.json", report)
     print(f"wrote {out}")

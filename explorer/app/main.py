@@ -85,9 +85,11 @@ def shared_engine(
             cache_dir=cache_dir() / "frontiers",
         )
         if len(objs) > 1:  # a front computed before appears at once
-            engine.results = load_cached(
-                soup, engine.grid_spec(SamplingConfig(max_new_tokens=48)), engine.cache_dir
-            )
+            cached = load_cached(soup, engine.grid_spec(SamplingConfig(max_new_tokens=48)), engine.cache_dir)
+            if cached is not None:
+                engine.param.update(
+                    results=cached, grid_progress=1.0, grid_message="frontier read from the cache"
+                )
         _ENGINES[key] = engine
         return engine
 

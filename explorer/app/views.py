@@ -14,6 +14,7 @@ from panel.viewable import Viewer
 
 from explorer.app.compare import highlight_differences
 from explorer.app.state import MAX_PINS, Session
+from explorer.frontier import pareto_mask
 
 SIMPLEX_RANGE, FREE_RANGE = (0.0, 1.0), (-1.0, 2.0)
 
@@ -240,15 +241,30 @@ class FrontierView(Viewer):
         )
 
     @staticmethod
-    def _axis(ds, name):
-        d = str(ds["direction"].values[list(map(str, ds["objective"].values)).index(name)])
-        return f"{name} ({'higher' if d == 'maximize' else 'lower'} is better)"
+    def _direction(ds, name) -> str:
+        return str(ds["direction"].values[list(map(str, ds["objective"].values)).index(name)])
+
+    def _axis(self, ds, name):
+        better = "higher" if self._direction(ds, name) == "maximize" else "lower"
+        return f"{name} ({better} is better)"
 
     def _front(self, ds, x, y):
-        rows = [r for r in (self._table(ds, x, y) or []) if r["pareto"] == "Pareto-optimal"]
+        """The front in the plane shown: the mixes no other mix beats on both axes, joined by x.
+
+        With more than two objectives a point can be Pareto-optimal overall (red) and still lie
+        off this line: another mix beats it on the two axes shown but not on a third.
+        """
+        rows = self._table(ds, x, y) or []
+        if rows:
+            directions = [self._direction(ds, x), self._direction(ds, y)]
+            mask = pareto_mask(np.array([[r[x], r[y]] for r in rows]), directions)
+            rows = [r for r, keep in zip(rows, mask, strict=True) if keep]
         rows = sorted(rows, key=lambda r: r[x])
         return hv.Curve(
-            [(r[x], r[y]) for r in rows], kdims=[x or "x"], vdims=[y or "y"], label="Pareto front"
+            [(r[x], r[y]) for r in rows],
+            kdims=[x or "x"],
+            vdims=[y or "y"],
+            label="Pareto front" if ds is None or ds.sizes["objective"] <= 2 else "front on these axes",
         ).opts(color="#d62728", line_width=2)
 
     def _current(self, ds, weights, scores, x, y):

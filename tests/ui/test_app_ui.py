@@ -199,3 +199,22 @@ def test_two_sessions_share_one_model(browser, app, demo_engine):
     assert made[0].session is not made[1].session
     for p in pages:
         p.close()
+
+
+def test_a_failing_scorer_shows_a_message_and_the_app_stays_usable(page, app, demo_engine):
+    from explorer.objectives import Objective
+
+    explorer = open_app(page, app)
+    s = explorer.session
+    demo_engine.objectives.append(Objective("broken", lambda prompts, responses: "not numbers"))
+    try:
+        page.get_by_role("button", name="Generate", exact=True).click()
+        wait_until(
+            lambda: page.get_by_text("objective 'broken' returned str").count() > 0, page, timeout=TIMEOUT
+        )
+        assert not s.generating and s.response  # the response is kept
+    finally:
+        demo_engine.objectives.pop()
+    page.get_by_role("button", name="Generate", exact=True).click()  # usable: the next request works
+    wait_until(lambda: not s.generating and bool(s.scores) and not s.message, page, timeout=TIMEOUT)
+    wait_until(lambda: "scores:" in page.locator(".response-status").inner_text(), page, timeout=TIMEOUT)

@@ -267,16 +267,15 @@ class FrontierView(Viewer):
             label="Pareto front" if ds is None or ds.sizes["objective"] <= 2 else "front on these axes",
         ).opts(color="#d62728", line_width=2)
 
-    def _current(self, ds, weights, scores, x, y):
-        """``scores``: the mix's means over the grid's prompts once measured, else the grid estimate."""
-        s = self.session
-        measured = bool(scores) and x in scores and y in scores
-        point = (scores[x], scores[y]) if measured else None
+    def _current(self, ds, weights, measured, x, y):
+        """The star: the mix's means over the grid's prompts once measured, else the grid estimate."""
+        done = bool(measured) and x in measured and y in measured
+        point = (measured[x], measured[y]) if done else None
         if point is None:
-            est = s.estimated_scores()
+            est = self.session.estimated_scores()
             point = (est[x], est[y]) if est else None
         data = [point] if point and all(np.isfinite(point)) else []
-        label = "current mix (measured)" if measured else "current mix (estimate)"
+        label = "current mix (measured)" if done else "current mix (estimate)"
         return hv.Points(data, kdims=[x or "x", y or "y"], label=label).opts(
             marker="star", size=22, color="#1f77b4", line_color="black"
         )

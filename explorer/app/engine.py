@@ -7,11 +7,12 @@ or running, so a slider never waits for more than the chunk in flight.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,18 @@ class Engine(param.Parameterized):
     # ------------------------------------------------------------------------------------------
     # interactive generation
 
+    @contextlib.contextmanager
+    def _interactive_request(self) -> Iterator[None]:
+        """Mark an interactive generation waiting or running: the grid waits before its next chunk."""
+        with self._idle:
+            self._interactive += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._interactive -= 1
+                self._idle.notify_all()
+
     def generate_stream(
         self,
         prompt: str,
@@ -116,35 +129,22 @@ class Engine(param.Parameterized):
 
         Paired sampling makes it the very response the grid scores for this mix, prompt and seed.
         """
-        with self._idle:
-            self._interactive += 1
-        try:
-            streamer = _TokenStreamer(self.soup.tokenizer, on_text)
+        with self._interactive_request():
             return generate(
                 self.soup,
                 [prompt],
                 weights,
                 config=sampling,
-                streamer=streamer,
+                streamer=_TokenStreamer(self.soup.tokenizer, on_text),
                 stopping_criteria=StoppingCriteriaList([_StopOnEvent(cancel)]),
             )
-        finally:
-            with self._idle:
-                self._interactive -= 1
-                self._idle.notify_all()
 
     def generate_batch(
         self, prompt: str, mixes: Sequence[Mapping[str, float]], sampling: SamplingConfig
     ) -> Generations:
         """The same prompt under several mixes, as one batch (pinned comparisons)."""
-        with self._idle:
-            self._interactive += 1
-        try:
+        with self._interactive_request():
             return generate(self.soup, [prompt] * len(mixes), list(mixes), config=sampling)
-        finally:
-            with self._idle:
-                self._interactive -= 1
-                self._idle.notify_all()
 
     def measure(
         self,
@@ -158,9 +158,7 @@ class Engine(param.Parameterized):
 
         None when ``cancel`` is set before it ends (a newer request came).
         """
-        with self._idle:
-            self._interactive += 1
-        try:
+        with self._interactive_request():
             out = generate(
                 self.soup,
                 list(prompts),
@@ -168,10 +166,6 @@ class Engine(param.Parameterized):
                 config=sampling,
                 stopping_criteria=StoppingCriteriaList([_StopOnEvent(cancel)]),
             )
-        finally:
-            with self._idle:
-                self._interactive -= 1
-                self._idle.notify_all()
         if cancel.is_set():
             return None
         return {o.name: float(np.nanmean(o.score(list(prompts), out.texts))) for o in self.objectives}

@@ -8,6 +8,7 @@ Random weights make no sense as text but cost exactly what trained ones cost.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,8 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from explorer.soup import Soup
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -172,6 +177,60 @@ def make_setup(
     return random_setup(model, device, dtype, prompts=prompts, layers=layers)
 
 
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model, --device and --dtype, as every benchmark takes them."""
+    p.add_argument("--model", default="demo", choices=["demo", *SHAPES])
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on the CPU")
+
+
+def load_soup(setup: Setup, names) -> Soup:
+    """The gated soup of ``names`` over the setup's model (its hooks on until ``close()``)."""
+    from explorer.adapters import read_adapter
+    from explorer.soup import Soup
+
+    return Soup(setup.model, setup.tokenizer, [read_adapter(n, setup.adapters[n]) for n in names])
+
+
+def load_peft(setup: Setup, names):
+    """A PeftModel wrapping the setup's model with every adapter of ``names`` loaded under its name.
+
+    ``model.unload()`` gives the bare base model back (store it in ``setup.model``).
+    """
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(setup.model, setup.adapters[names[0]], adapter_name=names[0])
+    for n in names[1:]:
+        model.load_adapter(setup.adapters[n], adapter_name=n)
+    return model.eval()
+
+
+class Merge:
+    """Merging as a rewarded-soups user does: W = W0 + B_cat diag(g) A_cat written into every
+    target module's weight, from a kept copy of W0 (the lightest form: one addmm per module)."""
+
+    def __init__(self, setup: Setup, names):
+        self.setup = setup
+        self.soup = load_soup(setup, names)
+        self.soup.close()  # only its stacked factors are used: the merge writes the weights
+        self.modules = {m: setup.model.get_submodule(m) for m in self.soup.target_modules}
+        self.originals = {m: mod.weight.detach().clone() for m, mod in self.modules.items()}
+
+    def __call__(self, weights: torch.Tensor) -> None:
+        """Merge the mix ``weights`` (N,), columns in the order of ``names``."""
+        w = weights.to(self.setup.device, self.setup.dtype)
+        with torch.no_grad():
+            for m, mod in self.modules.items():
+                stack = self.soup._stacks[m]
+                gate = w[list(stack.slots)]  # (R,)
+                mod.weight.copy_(self.originals[m]).addmm_(stack.B, gate[:, None] * stack.A)
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for m, mod in self.modules.items():
+                mod.weight.copy_(self.originals[m])
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -252,6 +311,17 @@ def write_json(name: str, report: dict) -> Path:
     out = RESULTS / name
     out.write_text(json.dumps(report, indent=1))
     return out
+
+
+def finish(
+    name: str, title: str, rows: list[dict], columns: list[tuple[str, str, str]], report: dict
+) -> dict:
+    """Print ``title`` and the table of ``rows``; write ``report`` with the rows to results/``name``."""
+    print(f"\n{title}")
+    print(table(rows, columns))
+    report = {**report, "rows": rows}
+    print(f"wrote {write_json(name, report)}")
+    return report
 
 
 def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

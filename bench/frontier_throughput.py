@@ -20,26 +20,24 @@ allocated, or the process's peak RSS on the CPU); writes bench/results/frontier-
 from __future__ import annotations
 
 import argparse
-import itertools
 
 import torch
 from common import (  # bench/common.py, beside this script
+    Merge,
     PeakMemory,
+    add_model_args,
     environment,
+    finish,
+    load_peft,
+    load_soup,
     make_setup,
     pick_device,
     pick_dtype,
-    table,
     time_call,
-    write_json,
 )
 from transformers import GenerationConfig
 
-
-def lattice(names, resolution: int) -> torch.Tensor:
-    """Every mix on the simplex with weights in multiples of 1/resolution, (mixes, N) float64."""
-    rows = [c for c in itertools.product(range(resolution + 1), repeat=len(names)) if sum(c) == resolution]
-    return torch.tensor(rows, dtype=torch.float64) / resolution
+from explorer.grid import simplex_lattice
 
 
 def _generate(model, ids, mask, tokens: int, **kwargs) -> torch.Tensor:
@@ -50,23 +48,24 @@ def _generate(model, ids, mask, tokens: int, **kwargs) -> torch.Tensor:
         return model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **kwargs)
 
 
+def _grid_rows(setup, mixes: torch.Tensor):
+    """The grid as rows: every mix's prompts in turn (row = mix * prompts + prompt), on the device."""
+    n = len(mixes)
+    return setup.input_ids.repeat(n, 1).to(setup.device), setup.attention_mask.repeat(n, 1).to(setup.device)
+
+
 def _chunks(total: int, size: int):
-    for start in range(0, total, size):
-        yield slice(start, min(total, start + size))
+    for start in range(0, total, size or total):
+        yield slice(start, min(total, start + (size or total)))
 
 
 def run_soup(setup, names, mixes, args) -> float:
-    from explorer.adapters import read_adapter
-    from explorer.soup import Soup
-
-    soup = Soup(setup.model, setup.tokenizer, [read_adapter(n, setup.adapters[n]) for n in names])
-    p = setup.input_ids.shape[0]
-    ids = setup.input_ids.repeat(len(mixes), 1).to(setup.device)  # row = mix * p + prompt
-    mask = setup.attention_mask.repeat(len(mixes), 1).to(setup.device)
-    weights = mixes.repeat_interleave(p, dim=0)  # (rows, N)
+    soup = load_soup(setup, names)
+    ids, mask = _grid_rows(setup, mixes)
+    weights = mixes.repeat_interleave(setup.input_ids.shape[0], dim=0)  # (rows, N)
 
     def grid():
-        for rows in _chunks(ids.shape[0], args.batch_size or ids.shape[0]):
+        for rows in _chunks(ids.shape[0], args.batch_size):
             with soup.mixed(weights[rows]):
                 _generate(setup.model, ids[rows], mask[rows], args.tokens)
 
@@ -76,39 +75,21 @@ def run_soup(setup, names, mixes, args) -> float:
 
 
 def run_merge_each(setup, names, mixes, args) -> float:
-    from explorer.adapters import read_adapter
-    from explorer.soup import Soup
-
-    soup = Soup(setup.model, setup.tokenizer, [read_adapter(n, setup.adapters[n]) for n in names])
-    soup.close()  # its stacked factors only: this method merges into the weights
-    modules = {m: setup.model.get_submodule(m) for m in soup.target_modules}
-    originals = {m: mod.weight.detach().clone() for m, mod in modules.items()}
+    merge = Merge(setup, names)
     ids, mask = setup.input_ids.to(setup.device), setup.attention_mask.to(setup.device)
 
     def one_at_a_time():
         for mix in mixes:
-            w = mix.to(setup.device, setup.dtype)
-            with torch.no_grad():
-                for m, mod in modules.items():
-                    stack = soup._stacks[m]
-                    gate = w[list(stack.slots)]
-                    mod.weight.copy_(originals[m]).addmm_(stack.B, gate[:, None] * stack.A)
+            merge(mix)
             _generate(setup.model, ids, mask, args.tokens)
 
     seconds = time_call(one_at_a_time, setup.device)
-    with torch.no_grad():
-        for m, mod in modules.items():
-            mod.weight.copy_(originals[m])
+    merge.restore()
     return seconds
 
 
 def run_peft_mixed(setup, names, mixes, args) -> tuple[float, float]:
-    from peft import PeftModel
-
-    model = PeftModel.from_pretrained(setup.model, setup.adapters[names[0]], adapter_name=names[0])
-    for n in names[1:]:
-        model.load_adapter(setup.adapters[n], adapter_name=n)
-    model.eval()
+    model = load_peft(setup, names)
     mix_names = [f"mix{k}" for k in range(len(mixes))]
 
     def build():
@@ -116,13 +97,11 @@ def run_peft_mixed(setup, names, mixes, args) -> tuple[float, float]:
             model.add_weighted_adapter(names, mix, name, combination_type="cat")
 
     build_s = time_call(build, setup.device)
-    p = setup.input_ids.shape[0]
-    ids = setup.input_ids.repeat(len(mixes), 1).to(setup.device)
-    mask = setup.attention_mask.repeat(len(mixes), 1).to(setup.device)
-    row_adapters = [name for name in mix_names for _ in range(p)]
+    ids, mask = _grid_rows(setup, mixes)
+    row_adapters = [name for name in mix_names for _ in range(setup.input_ids.shape[0])]
 
     def grid():
-        for rows in _chunks(ids.shape[0], args.batch_size or ids.shape[0]):
+        for rows in _chunks(ids.shape[0], args.batch_size):
             _generate(model, ids[rows], mask[rows], args.tokens, adapter_names=row_adapters[rows])
 
     seconds = time_call(grid, setup.device)
@@ -131,11 +110,10 @@ def run_peft_mixed(setup, names, mixes, args) -> tuple[float, float]:
 
 
 def run_base(setup, names, mixes, args) -> float:
-    ids = setup.input_ids.repeat(len(mixes), 1).to(setup.device)
-    mask = setup.attention_mask.repeat(len(mixes), 1).to(setup.device)
+    ids, mask = _grid_rows(setup, mixes)
 
     def grid():
-        for rows in _chunks(ids.shape[0], args.batch_size or ids.shape[0]):
+        for rows in _chunks(ids.shape[0], args.batch_size):
             _generate(setup.model, ids[rows], mask[rows], args.tokens)
 
     return time_call(grid, setup.device)
@@ -146,7 +124,7 @@ def main(args: argparse.Namespace) -> dict:
     dtype = pick_dtype(args.dtype, device)
     setup = make_setup(args.model, device, dtype, prompts=args.prompts)
     names = list(setup.adapters)
-    mixes = lattice(names, args.resolution)
+    mixes = torch.from_numpy(simplex_lattice(len(names), args.resolution))  # (mixes, N)
     n_rows = len(mixes) * setup.input_ids.shape[0]
     tokens = n_rows * args.tokens
     _generate(setup.model, setup.input_ids[:2].to(device), setup.attention_mask[:2].to(device), 2)  # warm-up
@@ -181,45 +159,36 @@ def main(args: argparse.Namespace) -> dict:
         r["of_ceiling"] = base["seconds"] / r["seconds"] if base else None
         r["peak_mb"] = r["peak_bytes"] / 2**20
     env = environment(device, dtype)
-    print(
-        f"\nfrontier grid, {setup.label}, {len(mixes)} mixes x {setup.input_ids.shape[0]} prompts x "
-        f"{args.tokens} tokens = {tokens} tokens, {env['hardware']}, {env['dtype']}"
+    return finish(
+        f"frontier-{args.model}-{device.type}.json",
+        f"frontier grid, {setup.label}, {len(mixes)} mixes x {setup.input_ids.shape[0]} prompts x "
+        f"{args.tokens} tokens = {tokens} tokens, {env['hardware']}, {env['dtype']}",
+        rows,
+        [
+            ("label", "method", ""),
+            ("seconds", "wall s", ".2f"),
+            ("tokens_per_s", "tokens/s", ".0f"),
+            ("x_soup_time", "time / soup", ".2f"),
+            ("of_ceiling", "x ceiling", ".2f"),
+            ("peak_mb", "peak MB", ".0f"),
+            ("build_s", "adapters built in s", ".2f"),
+        ],
+        {
+            "benchmark": "frontier_throughput",
+            "model": setup.label,
+            "mixes": len(mixes),
+            "prompts": int(setup.input_ids.shape[0]),
+            "prompt_tokens": int(setup.input_ids.shape[1]),
+            "new_tokens": args.tokens,
+            "batch_size": args.batch_size,
+            **env,
+        },
     )
-    print(
-        table(
-            rows,
-            [
-                ("label", "method", ""),
-                ("seconds", "wall s", ".2f"),
-                ("tokens_per_s", "tokens/s", ".0f"),
-                ("x_soup_time", "time / soup", ".2f"),
-                ("of_ceiling", "x ceiling", ".2f"),
-                ("peak_mb", "peak MB", ".0f"),
-                ("build_s", "adapters built in s", ".2f"),
-            ],
-        )
-    )
-    report = {
-        "benchmark": "frontier_throughput",
-        "model": setup.label,
-        "mixes": len(mixes),
-        "prompts": int(setup.input_ids.shape[0]),
-        "prompt_tokens": int(setup.input_ids.shape[1]),
-        "new_tokens": args.tokens,
-        "batch_size": args.batch_size,
-        **env,
-        "rows": rows,
-    }
-    out = write_json(f"frontier-{args.model}-{device.type}.json", report)
-    print(f"wrote {out}")
-    return report
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="demo", choices=["demo", "smollm2", "llama-1b", "llama-7b"])
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on the CPU")
+    add_model_args(p)
     p.add_argument("--resolution", type=int, default=5, help="simplex lattice resolution (5: 21 mixes)")
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--tokens", type=int, default=48, help="new tokens per row, fixed (EOS ignored)")

@@ -18,16 +18,7 @@ import statistics
 import time
 
 import torch
-from common import make_setup, write_json  # bench/common.py, beside this script
-
-
-def peft_model_with(setup, names):
-    from peft import PeftModel
-
-    model = PeftModel.from_pretrained(setup.model, setup.adapters[names[0]], adapter_name=names[0])
-    for n in names[1:]:
-        model.load_adapter(setup.adapters[n], adapter_name=n)
-    return model
+from common import load_peft, make_setup, write_json  # bench/common.py, beside this script
 
 
 def lora_layers(model, names, limit: int):
@@ -58,7 +49,7 @@ def main(args: argparse.Namespace) -> dict:
     setup = make_setup(args.model, torch.device("cpu"), torch.float32, prompts=1, layers=layers)
     names = list(setup.adapters)
     weights = {n: 1.0 / len(names) for n in names}
-    model = peft_model_with(setup, names)
+    model = load_peft(setup, names)
     layers = lora_layers(model, names, args.modules)
     keep = {name for name, _ in layers}
 

@@ -21,14 +21,17 @@ import itertools
 
 import torch
 from common import (  # bench/common.py, beside this script
+    Merge,
     PeakMemory,
+    add_model_args,
     environment,
+    finish,
+    load_peft,
+    load_soup,
     make_setup,
     pick_device,
     pick_dtype,
-    table,
     time_call,
-    write_json,
 )
 
 MIXES = (
@@ -41,11 +44,8 @@ def _mixes(names) -> list[dict[str, float]]:
     return [{n: m.get(n, 0.0) for n in names} for m in MIXES]
 
 
-def bench_soup(setup, names, repeat: int) -> tuple[float, int]:
-    from explorer.adapters import read_adapter
-    from explorer.soup import Soup
-
-    soup = Soup(setup.model, setup.tokenizer, [read_adapter(n, setup.adapters[n]) for n in names])
+def bench_soup(setup, names, repeat: int) -> tuple[float, int, int]:
+    soup = load_soup(setup, names)
     mixes = itertools.cycle(_mixes(names))
     soup.set_weights(next(mixes))  # warm-up
     with PeakMemory(setup.device) as mem:
@@ -56,39 +56,17 @@ def bench_soup(setup, names, repeat: int) -> tuple[float, int]:
 
 
 def bench_merge(setup, names, repeat: int) -> tuple[float, int]:
-    """W = W0 + B_cat diag(g) A_cat for every target module, from a kept copy of W0."""
-    from explorer.adapters import read_adapter
-    from explorer.soup import Soup
-
-    soup = Soup(setup.model, setup.tokenizer, [read_adapter(n, setup.adapters[n]) for n in names])
-    soup.close()  # only its stacked factors are used here: the merge writes the weights
-    modules = {m: setup.model.get_submodule(m) for m in soup.target_modules}
-    originals = {m: mod.weight.detach().clone() for m, mod in modules.items()}
-    mixes = itertools.cycle(_mixes(names))
-
-    def merge():
-        w = torch.tensor([next(mixes)[n] for n in names], device=setup.device, dtype=setup.dtype)
-        with torch.no_grad():
-            for m, mod in modules.items():
-                stack = soup._stacks[m]
-                gate = w[list(stack.slots)]  # (R,)
-                mod.weight.copy_(originals[m]).addmm_(stack.B, gate[:, None] * stack.A)
-
-    merge()
+    merge = Merge(setup, names)
+    mixes = itertools.cycle(torch.tensor([[m[n] for n in names] for m in _mixes(names)]))
+    merge(next(mixes))
     with PeakMemory(setup.device) as mem:
-        seconds = time_call(merge, setup.device, repeat=repeat)
-    with torch.no_grad():
-        for m, mod in modules.items():
-            mod.weight.copy_(originals[m])
+        seconds = time_call(lambda: merge(next(mixes)), setup.device, repeat=repeat)
+    merge.restore()
     return seconds, mem.peak
 
 
 def bench_peft(setup, names, repeat: int, combination: str) -> tuple[float, int]:
-    from peft import PeftModel
-
-    model = PeftModel.from_pretrained(setup.model, setup.adapters[names[0]], adapter_name=names[0])
-    for n in names[1:]:
-        model.load_adapter(setup.adapters[n], adapter_name=n)
+    model = load_peft(setup, names)
     mixes = itertools.cycle(_mixes(names))
     state = {"k": 0, "old": None}
 
@@ -147,32 +125,28 @@ def main(args: argparse.Namespace) -> dict:
         r["x_soup"] = r["seconds"] / base
         r["peak_mb"] = r["peak_bytes"] / 2**20
     env = environment(device, dtype)
-    print(f"\nmix switch, {setup.label} ({model_mb:.0f} MB of weights), {env['hardware']}, {env['dtype']}")
-    print(
-        table(
-            rows,
-            [
-                ("label", "method", ""),
-                ("ms", "ms per switch", ".4g"),
-                ("x_soup", "x soup", ".4g"),
-                ("peak_mb", "peak MB", ".0f"),
-                ("repeat", "median of", "d"),
-            ],
-        )
-    )
     added = next(r["added_mb"] for r in rows if r["method"] == "soup")
-    print(f"the soup's stacked adapters: {added:.2f} MB ({100 * added / model_mb:.2f}% of the model's weights)")
-    report = {"benchmark": "mix_switch", "model": setup.label, "model_mb": model_mb, **env, "rows": rows}
-    out = write_json(f"mix_switch-{args.model}-{device.type}.json", report)
-    print(f"wrote {out}")
-    return report
+    print(
+        f"the soup's stacked adapters: {added:.2f} MB ({100 * added / model_mb:.2f}% of the model's weights)"
+    )
+    return finish(
+        f"mix_switch-{args.model}-{device.type}.json",
+        f"mix switch, {setup.label} ({model_mb:.0f} MB of weights), {env['hardware']}, {env['dtype']}",
+        rows,
+        [
+            ("label", "method", ""),
+            ("ms", "ms per switch", ".4g"),
+            ("x_soup", "x soup", ".4g"),
+            ("peak_mb", "peak MB", ".0f"),
+            ("repeat", "median of", "d"),
+        ],
+        {"benchmark": "mix_switch", "model": setup.label, "model_mb": model_mb, **env},
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="demo", choices=["demo", "smollm2", "llama-1b", "llama-7b"])
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on the CPU")
+    add_model_args(p)
     p.add_argument("--repeat", type=int, default=200, help="switches timed for the soup")
     p.add_argument("--slow-repeat", type=int, default=6, help="switches timed for merge and PEFT")
     p.add_argument("--skip", nargs="*", default=[], choices=["merge", "peft_cat", "peft_svd"])

@@ -57,11 +57,3 @@ def llama_soup64(tmp_path_factory):
     soup = Soup.load(base, adapters, device="cpu", dtype="float64")
     yield soup
     soup.close()
-
-
-def pytest_unconfigure(config):
-    """No Panel server thread may outlive the run (non-daemon threads block the interpreter's exit)."""
-    import sys
-
-    if "panel" in sys.modules:
-        sys.modules["panel"].state.kill_all_servers()

@@ -237,9 +237,6 @@ class Session(param.Parameterized):
         if measured is not None and request == self._generation:
             self.measured = measured
 
-    def cancel(self) -> None:
-        self._cancel.set()
-
     # ------------------------------------------------------------------------------------------
     # pinned mixes
 

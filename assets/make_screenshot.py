@@ -9,12 +9,14 @@ few minutes on a CPU.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from explorer.app.browser import CHROMIUM, FLAGS
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the checkout's tests/ (the browser settings live with the UI tests)
+
+from tests.ui.browser import CHROMIUM, FLAGS  # noqa: E402
 
 
 def wait(predicate, timeout: float = 600.0) -> None:
@@ -30,12 +32,13 @@ def main(args: argparse.Namespace) -> None:
     from playwright.sync_api import sync_playwright
 
     from explorer.app import Explorer, shared_engine
+    from explorer.options import AppOptions
     from explorer.sampling import SamplingConfig
 
-    engine = shared_engine(grid_prompts=args.grid_prompts, resolution=args.resolution)
+    engine = shared_engine(app=AppOptions(grid_prompts=args.grid_prompts, resolution=args.resolution))
     if engine.results is None:
         print("computing the frontier (cached for next time)...", flush=True)
-        engine.start_grid(SamplingConfig(max_new_tokens=48))
+        engine.start_grid(SamplingConfig())
         engine.wait_grid()
     made = []
 

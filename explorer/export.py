@@ -12,40 +12,38 @@ the adapters that adapt it (zero-weight adapters dropped):
   with relative Frobenius error sqrt(sum_{j>K} s_j^2 / sum_j s_j^2), reported per module and overall.
 * ``merged``: the base model with W0 + delta saved with ``save_pretrained``, with its tokenizer.
 
-Writes are atomic: everything goes to a temporary folder beside the target, renamed into
+The mixed factors come from each module's ``explorer.layer.StackedLora``. Writes are atomic
+(``explorer.atomic``): everything goes to a temporary folder beside the target, moved into
 place when complete; an existing target is only replaced with ``force``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import platform
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import peft
 import torch
+import transformers
 import yaml
+from peft import LoraConfig
 from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
+from explorer import __version__
+from explorer.adapters import LoraModule, file_sha256, read_adapter
+from explorer.atomic import atomic_write
+from explorer.cache import soup_fingerprint
 from explorer.errors import SoupError
+from explorer.mix import check_mix
 from explorer.soup import Soup
 
 FORMATS = ("adapter", "lowrank", "merged")
 RECIPE = "recipe.yaml"
-
-
-@dataclass
-class Factors:
-    """One module's exported low-rank factors: delta = B @ A."""
-
-    A: torch.Tensor  # (r, in)
-    B: torch.Tensor  # (out, r)
-    error: float = 0.0  # relative Frobenius error of B @ A against the exact mixed delta
 
 
 @dataclass
@@ -57,51 +55,13 @@ class ExportResult:
     overall_error: float = 0.0
 
 
-def check_weights(soup: Soup, weights: Mapping[str, object]) -> dict[str, float]:
-    """Every adapter named once with a finite number; nothing else."""
-    if not isinstance(weights, Mapping):
-        raise SoupError(f"weights must map adapter names to numbers, got {weights!r}")
-    unknown = sorted(set(weights) - set(soup.names))
-    if unknown:
-        raise SoupError(
-            f"weights name {unknown}, which are not adapters of this soup; adapters: {list(soup.names)}"
-        )
-    missing = [n for n in soup.names if n not in weights]
-    if missing:
-        raise SoupError(f"no weight given for {missing}: give every adapter a weight (0 leaves one out)")
-    out = {}
-    for name in soup.names:
-        try:
-            value = float(weights[name])
-        except (TypeError, ValueError):
-            raise SoupError(f"weight {name}={weights[name]!r} is not a number") from None
-        if not math.isfinite(value):
-            raise SoupError(f"weight {name}={value} is not a finite number")
-        out[name] = value
-    return out
+def mixed_factors(soup: Soup, weights: Mapping[str, float]) -> dict[str, LoraModule]:
+    """Exact factors of each module's mixed delta in float64, scale 1: lora_B (out, R), lora_A (R, in).
 
-
-def stack_factors(parts: list[tuple[float, torch.Tensor, torch.Tensor]]) -> Factors:
-    """Exact factors of sum_i g_i B_i A_i in float64, from ``(g_i, A_i (r_i, in), B_i (out, r_i))``.
-
-    ``g_i`` folds in the mixing weight and the adapter's own scale; the result has inner size sum r_i.
+    ``weights`` is a checked mix (``check_mix``); modules whose adapters all have weight 0 are left out.
     """
-    A = torch.cat([g * a.to(torch.float64) for g, a, _ in parts])
-    B = torch.cat([b.to(torch.float64) for _, _, b in parts], dim=1)
-    return Factors(A=A, B=B)
-
-
-def mixed_factors(soup: Soup, weights: Mapping[str, float]) -> dict[str, Factors]:
-    """Exact factors of each module's mixed delta, in float64: lora_B (out, R), lora_A (R, in)."""
-    out = {}
-    for module in soup.target_modules:
-        parts = []
-        for name, adapter in soup.adapters.items():
-            f = adapter.modules.get(module)
-            if f is not None and weights[name] != 0.0:
-                parts.append((weights[name] * f.scale, f.A, f.B))
-        if parts:
-            out[module] = stack_factors(parts)
+    w = torch.tensor([weights[n] for n in soup.names], dtype=torch.float64)
+    out = {m: f for m, stack in soup.stacks.items() if (f := stack.mixed(w)) is not None}
     if not out:
         raise SoupError(
             "every weight is zero: this mix is the base model itself; export it with --format merged"
@@ -109,8 +69,9 @@ def mixed_factors(soup: Soup, weights: Mapping[str, float]) -> dict[str, Factors
     return out
 
 
-def truncate(factors: Factors, rank: int) -> Factors:
-    """The best rank-``rank`` approximation of B @ A, from QR of each factor and an SVD of the R x R core."""
+def truncate(factors: LoraModule, rank: int) -> tuple[LoraModule, float]:
+    """The best rank-``rank`` approximation of B @ A (scale 1), from QR of each factor and an SVD of the
+    R x R core, and its relative Frobenius error against B @ A."""
     B, A = factors.B, factors.A  # (out, R), (R, in)
     Qb, Rb = torch.linalg.qr(B)  # (out, R), (R, R)
     Qa, Ra = torch.linalg.qr(A.T)  # (in, R), (R, R)
@@ -119,13 +80,11 @@ def truncate(factors: Factors, rank: int) -> Factors:
     root = S[:k].sqrt()
     total = float((S**2).sum())
     error = math.sqrt(float((S[k:] ** 2).sum()) / total) if total > 0 else 0.0
-    return Factors(A=(root[:, None] * (Vh[:k] @ Qa.T)), B=(Qb @ U[:, :k]) * root[None, :], error=error)
+    return LoraModule(A=root[:, None] * (Vh[:k] @ Qa.T), B=(Qb @ U[:, :k]) * root[None, :], scale=1.0), error
 
 
-def peft_config(soup: Soup, factors: Mapping[str, Factors]) -> dict:
+def peft_config(soup: Soup, factors: Mapping[str, LoraModule]) -> LoraConfig:
     """A LoRA config with scale 1 on every module (lora_alpha = r through rank/alpha patterns)."""
-    from peft import LoraConfig
-
     ranks = {m: f.A.shape[0] for m, f in factors.items()}
     r = max(ranks.values())
     patterns = {m: k for m, k in ranks.items() if k != r}
@@ -144,7 +103,7 @@ def peft_config(soup: Soup, factors: Mapping[str, Factors]) -> dict:
     )
 
 
-def _write_adapter(soup: Soup, factors: Mapping[str, Factors], folder: Path) -> None:
+def _write_adapter(soup: Soup, factors: Mapping[str, LoraModule], folder: Path) -> None:
     dtype = max((a.A.dtype for a in _all_modules(soup)), key=lambda d: torch.finfo(d).bits)
     tensors = {}
     for module, f in sorted(factors.items()):
@@ -159,8 +118,6 @@ def _all_modules(soup: Soup):
 
 
 def _write_merged(soup: Soup, weights: Mapping[str, float], folder: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
     if soup.base_path is None:
         raise SoupError("a merged export needs the soup's base model folder: load the soup with Soup.load")
     model = AutoModelForCausalLM.from_pretrained(soup.base_path, dtype=soup.dtype)  # a fresh copy, on the CPU
@@ -173,6 +130,14 @@ def _write_merged(soup: Soup, weights: Mapping[str, float], folder: Path) -> Non
             layer.weight.copy_((layer.weight.to(torch.float64) + delta).to(layer.weight.dtype))
     model.save_pretrained(folder)
     soup.tokenizer.save_pretrained(folder)
+
+
+def check_format(format: str, rank: int | None) -> None:
+    """A known format, and a whole rank >= 1 for ``lowrank`` (checked before any model loads)."""
+    if format not in FORMATS:
+        raise SoupError(f"unknown export format {format!r}: use one of {list(FORMATS)}")
+    if format == "lowrank" and (rank is None or isinstance(rank, bool) or int(rank) != rank or rank < 1):
+        raise SoupError(f"--rank must be a whole number >= 1 for the lowrank format, got {rank!r}")
 
 
 def export_mix(
@@ -190,72 +155,47 @@ def export_mix(
     ``rank`` is required for ``lowrank``. ``scores`` (objective -> {mean, ci_low, ci_high}),
     when given, are written to the recipe. Everything is checked before anything is written.
     """
-    w = check_weights(soup, weights)
-    if format not in FORMATS:
-        raise SoupError(f"unknown export format {format!r}: use one of {list(FORMATS)}")
-    if format == "lowrank" and (rank is None or isinstance(rank, bool) or int(rank) != rank or rank < 1):
-        raise SoupError(f"--rank must be a whole number >= 1 for the lowrank format, got {rank!r}")
+    w = check_mix(weights, soup.names)
+    check_format(format, rank)
     target = Path(out).expanduser()
     if target.exists() and not force:
         raise SoupError(f"{target} already exists: choose another --out, or pass --force to replace it")
     if target.exists() and not target.is_dir():
         raise SoupError(f"{target} is a file: --out must be a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    factors = mixed_factors(soup, w) if format != "merged" else {}  # refuses an all-zero mix
 
-    result = ExportResult(path=target, format=format, rank=int(rank) if format == "lowrank" else None)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    result = ExportResult(
+        path=target, format=format, rank=int(rank) if rank is not None and format == "lowrank" else None
+    )
+    with atomic_write(target, folder=True) as tmp:
         if format == "merged":
             _write_merged(soup, w, tmp)
         else:
-            factors = mixed_factors(soup, w)
-            if format == "lowrank":
-                factors = {m: truncate(f, int(rank)) for m, f in factors.items()}
-                result.module_errors = {m: f.error for m, f in factors.items()}
-                result.overall_error = overall_error(soup, w, factors)
+            if result.rank is not None:
+                truncated = {m: truncate(f, result.rank) for m, f in factors.items()}
+                factors = {m: f for m, (f, _) in truncated.items()}
+                result.module_errors = {m: err for m, (_, err) in truncated.items()}
+                result.overall_error = overall_error(soup, w, result.module_errors)
             _write_adapter(soup, factors, tmp)
         (tmp / RECIPE).write_text(yaml.safe_dump(recipe(soup, w, result, scores), sort_keys=False))
-        _replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
-def overall_error(soup: Soup, weights: Mapping[str, float], factors: Mapping[str, Factors]) -> float:
-    """Relative Frobenius error over all modules: sqrt(sum ||err_m||^2 / sum ||delta_m||^2)."""
+def overall_error(soup: Soup, weights: Mapping[str, float], errors: Mapping[str, float]) -> float:
+    """Relative Frobenius error over all modules from each module's relative error:
+    sqrt(sum ||err_m||^2 / sum ||delta_m||^2)."""
     num = den = 0.0
-    for module, f in factors.items():
+    for module, error in errors.items():
         energy = float(torch.linalg.matrix_norm(soup.delta(module, weights)) ** 2)
-        num += (f.error**2) * energy
+        num += (error**2) * energy
         den += energy
     return math.sqrt(num / den) if den > 0 else 0.0
-
-
-def _replace(tmp: Path, target: Path) -> None:
-    """Rename the finished ``tmp`` folder to ``target``, replacing an old one only at the end."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        try:
-            tmp.rename(target)
-        except OSError:
-            old.rename(target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
 
 
 def recipe(
     soup: Soup, weights: Mapping[str, float], result: ExportResult, scores: Mapping | None = None
 ) -> dict:
     """The recipe of an export: everything needed to reproduce it, and to check the inputs did not change."""
-    import peft
-    import transformers
-
-    from explorer import __version__
-    from explorer.evaluation import soup_fingerprint
-
     fingerprint = soup_fingerprint(soup)
     out = {
         "explorer_recipe": 1,
@@ -289,8 +229,6 @@ def recipe(
 
 def read_recipe(path: str | Path) -> dict:
     """Read a recipe and check that its adapter files are unchanged (sha256)."""
-    from explorer.adapters import file_sha256, read_adapter
-
     file = Path(path).expanduser()
     if file.is_dir():
         file = file / RECIPE

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import argparse
 
+from explorer.cache import soup_fingerprint
+from explorer.config import ModelOptions
 from explorer.errors import SoupError
+from explorer.export import FORMATS, check_format, export_mix, read_recipe
+from explorer.launch import open_soup
+from explorer.mix import check_mix, parse_weights
+from explorer.options import options_from_args
+from explorer.results import load_results, mix_scores
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
@@ -23,7 +30,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        choices=["adapter", "lowrank", "merged"],
+        choices=list(FORMATS),
         default="adapter",
         help="adapter: exact PEFT LoRA (default); lowrank: best rank-K LoRA; merged: full model",
     )
@@ -35,26 +42,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def weight_items(text: str) -> dict[str, str]:
-    """``"a=0.3,b=0.7"`` -> ``{"a": "0.3", "b": "0.7"}``; values are checked by the export."""
-    items = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise SoupError(f"--weights item {item!r}: write NAME=NUMBER, e.g. positive=0.5")
-        if name.strip() in items:
-            raise SoupError(f"--weights names '{name.strip()}' twice")
-        items[name.strip()] = value.strip()
-    return items
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    from explorer.cli import options_from_args
-    from explorer.config import ModelOptions
-    from explorer.evaluation import soup_fingerprint
-    from explorer.export import export_mix, read_recipe
-    from explorer.launch import open_soup
-
     if args.recipe:
         recipe = read_recipe(args.recipe)  # checks the adapters' hashes before loading anything
         options = ModelOptions(
@@ -70,24 +58,19 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise SoupError("give the mix with --weights NAME=W,... (or reproduce one with --recipe FILE)")
         options, weights, fmt, rank, scores = (
             options_from_args(args),
-            weight_items(args.weights),
+            parse_weights(args.weights),
             args.format,
             args.rank,
             None,
         )
-    if fmt == "lowrank" and (rank is None or rank < 1):
-        raise SoupError(f"--rank must be a whole number >= 1 for the lowrank format, got {rank}")
+    check_format(fmt, rank)
     soup = open_soup(options)
     if args.recipe and soup_fingerprint(soup)["base"] != recipe["base"]["files_sha256"]:
         raise SoupError(
             f"recipe {args.recipe}: the base model files at {options.base} have changed since the export"
         )
     if args.frontier:
-        from explorer.evaluation import load_results
-        from explorer.export import check_weights
-        from explorer.frontier import mix_scores
-
-        scores = mix_scores(load_results(args.frontier), check_weights(soup, weights))
+        scores = mix_scores(load_results(args.frontier), check_mix(weights, soup.names))
     result = export_mix(soup, weights, args.out, format=fmt, rank=rank, force=args.force, scores=scores)
     print(f"wrote {result.format} export to {result.path}")
     if result.format == "lowrank":

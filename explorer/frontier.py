@@ -1,4 +1,5 @@
-"""Pareto fronts and bootstrap intervals over mixes' objective scores.
+"""Pareto fronts, hypervolume and bootstrap intervals over mixes' objective scores: numeric kernels
+on plain arrays (the results dataset and its summaries are ``explorer.results``).
 
 Convention: scores are "as measured" and every function takes each objective's direction
 (``"maximize"`` or ``"minimize"``); they are turned into "higher is better" here and only here.
@@ -7,9 +8,10 @@ Convention: scores are "as measured" and every function takes each objective's d
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.stats import bootstrap
 
 from explorer.errors import SoupError
 from explorer.objectives import MAXIMIZE, MINIMIZE
@@ -55,10 +57,41 @@ def bootstrap_mean_ci(
     x = x[~np.isnan(x)]
     if x.size == 0:
         return (np.nan, np.nan, np.nan)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2
-    return float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    if x.size == 1:  # every resample is the one value (scipy refuses a sample of one)
+        return (float(x[0]),) * 3
+    ci = bootstrap(
+        (x,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile", rng=seed
+    ).confidence_interval
+    return float(x.mean()), float(ci.low), float(ci.high)
+
+
+def paired_bootstrap(
+    values: np.ndarray, *, axis: int, n_boot: int, level: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NaN-skipping means over ``axis`` with percentile bootstrap intervals, resampling ``axis`` once
+    for every other index (paired: the same prompts for every mix).
+
+    Returns (low, high, distribution): ``values`` with ``axis`` removed for ``low``/``high``, and a
+    trailing resample axis of length ``n_boot`` for ``distribution``. NaN where a slice is all NaN.
+    """
+    nanmean: Callable[..., np.ndarray] = np.nanmean
+    with warnings.catch_warnings():  # partial results have all-NaN slices: NaN means, by design
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if values.shape[axis] < 2:  # scipy refuses a sample of one: every resample is that sample
+            mean = nanmean(values, axis=axis)
+            return mean, mean, np.repeat(mean[..., None], n_boot, axis=-1)
+        result = bootstrap(
+            (values,),
+            nanmean,
+            axis=axis,
+            vectorized=True,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            rng=seed,
+        )
+    ci = result.confidence_interval
+    return np.asarray(ci.low), np.asarray(ci.high), np.asarray(result.bootstrap_distribution)
 
 
 def hypervolume(values: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> float:
@@ -103,88 +136,3 @@ def default_reference(values: np.ndarray, directions: Sequence[str], *, margin: 
     ref = worst - margin * span
     signs = np.array([1.0 if d == MAXIMIZE else -1.0 for d in directions])
     return ref * signs
-
-
-# ------------------------------------------------------------------------------------------------
-# summaries of a results dataset (see explorer.evaluation for its layout)
-
-
-def summarize(ds, *, n_boot: int = 500, level: float = 0.95, seed: int = 0, reference=None):
-    """Add per-mix summaries to a results dataset and return it (a new object).
-
-    Adds ``mean``, ``ci_low``, ``ci_high`` (mix, objective): the mean over prompts of each
-    prompt's mean over samples, with a percentile bootstrap interval over prompts; ``pareto``
-    (mix): Pareto-optimal by the means and the objectives' directions; and the attributes
-    ``hypervolume``, ``hypervolume_ci`` and ``reference`` (the reference point, in the
-    objectives' units, default ``default_reference`` of the means). Rows not yet done are
-    ignored, so partial results summarize too.
-    """
-    directions = [str(d) for d in ds["direction"].values]
-    per_prompt = ds["score"].where(ds["done"]).mean("sample", skipna=True)  # (mix, prompt, objective)
-    arr = per_prompt.transpose("mix", "prompt", "objective").values
-    with warnings.catch_warnings():  # partial results have all-NaN slices: NaN means, by design
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(arr, axis=1)  # (M, K)
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, arr.shape[1], size=(n_boot, arr.shape[1]))  # same resample for every mix
-        boot = np.stack([np.nanmean(arr[:, i, :], axis=1) for i in idx])  # (B, M, K)
-        alpha = (1 - level) / 2
-        low, high = np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1 - alpha, axis=0)
-    out = ds.copy()
-    dims = ("mix", "objective")
-    out["mean"], out["ci_low"], out["ci_high"] = (dims, mean), (dims, low), (dims, high)
-    out["pareto"] = ("mix", pareto_mask(mean, directions) if len(mean) else np.zeros(0, bool))
-    valid = ~np.isnan(mean).any(axis=1)
-    if valid.any():
-        ref = np.asarray(reference if reference is not None else default_reference(mean[valid], directions))
-        hv_boot = [hypervolume(b, directions, ref) for b in boot[: min(n_boot, 200)]]
-        out.attrs["hypervolume"] = hypervolume(mean, directions, ref)
-        out.attrs["hypervolume_ci"] = [
-            float(np.quantile(hv_boot, alpha)),
-            float(np.quantile(hv_boot, 1 - alpha)),
-        ]
-        out.attrs["reference"] = [float(r) for r in ref]
-    out.attrs["ci_level"] = level
-    return out
-
-
-def estimate(ds, weights: Sequence[float], *, power: float = 2.0) -> np.ndarray:
-    """A quick estimate of a mix's mean scores (K,) from the grid's means, without generating.
-
-    ``weights`` (N,) in the dataset's adapter order. Two adapters: linear interpolation along
-    the second weight (clamped at the ends); more: inverse-distance weighting of the measured
-    mixes (exact on a grid point). Mixes not measured yet are skipped; NaN when none is.
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    grid = ds["weights"].values  # (M, N)
-    mean = ds["mean"].transpose("mix", "objective").values  # (M, K)
-    ok = ~np.isnan(mean).any(axis=1)
-    grid, mean = grid[ok], mean[ok]
-    if len(grid) == 0:
-        return np.full(ds.sizes["objective"], np.nan)
-    if grid.shape[1] == 2 and np.allclose(grid.sum(axis=1), 1.0) and len(grid) > 1:
-        order = np.argsort(grid[:, 1])
-        return np.array([np.interp(w[1], grid[order, 1], mean[order, k]) for k in range(mean.shape[1])])
-    dist = np.linalg.norm(grid - w, axis=1)
-    if dist.min() < 1e-12:
-        return mean[dist.argmin()]
-    inv = 1.0 / dist**power
-    return (inv[:, None] * mean).sum(axis=0) / inv.sum()
-
-
-def mix_scores(ds, weights) -> dict | None:
-    """The measured scores of the mix ``weights`` (name -> weight) when the grid holds exactly it:
-    ``{objective: {mean, ci_low, ci_high, direction}}``, else None."""
-    names = [str(a) for a in ds["adapter"].values]
-    if sorted(names) != sorted(weights):
-        raise SoupError(f"the frontier mixes {names}, not the adapters {sorted(weights)}")
-    target = np.array([float(weights[n]) for n in names])
-    hits = np.flatnonzero(np.abs(ds["weights"].values - target).max(axis=1) < 1e-9)
-    if len(hits) == 0 or "mean" not in ds:
-        return None
-    m = int(hits[0])
-    return {
-        str(o): {v: float(ds[v].values[m, k]) for v in ("mean", "ci_low", "ci_high")}
-        | {"direction": str(ds["direction"].values[k])}
-        for k, o in enumerate(ds["objective"].values)
-    }

@@ -1,4 +1,5 @@
-"""Weight grids: the simplex lattice of N adapters at resolution k, plus chosen points and margins.
+"""What a frontier grid evaluates (``GridSpec``), and its weight grids: the simplex lattice of N
+adapters at resolution k, plus chosen points and margins.
 
 The lattice holds every w with w_i = n_i / k, n_i >= 0 integers, sum_i n_i = k: k+1 mixes
 for N=2, (k+1)(k+2)/2 for N=3 (66 at k=10). The corners (each adapter alone) and the centre
@@ -11,12 +12,71 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from explorer.errors import SoupError
+from explorer.objectives import Objective
+from explorer.sampling import SamplingConfig
 
 DECIMALS = 10  # mixes are rounded to this many decimals, so that duplicates are found
+MIN_OBJECTIVES = 2  # a frontier trades off at least two objectives
+
+
+def check_objectives(names: Sequence[str]) -> None:
+    """The one check that a frontier has objectives to trade off (before any model is loaded)."""
+    if len(names) < MIN_OBJECTIVES:
+        raise SoupError(
+            f"a frontier needs at least {MIN_OBJECTIVES} objectives to trade off, got {list(names)}: "
+            "pass --objective twice or more"
+        )
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """What to evaluate: mixes (M, N) over prompts, samples per prompt, decoding, objectives."""
+
+    mixes: np.ndarray  # (M, N), columns in the soup's adapter order
+    prompts: tuple[str, ...]
+    objectives: tuple[Objective, ...]
+    samples: int = 1
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def __post_init__(self) -> None:
+        check_objectives([o.name for o in self.objectives])
+        if not self.prompts:
+            raise SoupError("no prompts to evaluate: give a prompts file with one request per line")
+        if int(self.samples) < 1:
+            raise SoupError(f"samples must be at least 1, got {self.samples}")
+        if self.samples > 1 and self.sampling.greedy:
+            raise SoupError(
+                f"{self.samples} samples per prompt with greedy decoding would all be equal: "
+                "set a temperature > 0, or use --samples 1"
+            )
+
+    @classmethod
+    def on_simplex(
+        cls,
+        names: Sequence[str],
+        resolution: int,
+        *,
+        prompts: Sequence[str],
+        objectives: Sequence[Objective],
+        sampling: SamplingConfig,
+    ) -> GridSpec:
+        """The app's grid: the simplex lattice at ``resolution``, one sample per prompt."""
+        return cls(
+            mixes=weight_grid(names, resolution),
+            prompts=tuple(prompts),
+            objectives=tuple(objectives),
+            samples=1,
+            sampling=sampling,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.mixes), len(self.prompts), int(self.samples)
 
 
 def simplex_lattice(n: int, k: int) -> np.ndarray:

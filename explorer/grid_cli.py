@@ -11,7 +11,32 @@ import sys
 import tempfile
 from pathlib import Path
 
+import xarray as xr
+from tqdm.auto import tqdm
+
+from explorer.demo import cache_dir
 from explorer.errors import SoupError
+from explorer.evaluation import Progress, evaluate_grid
+from explorer.grid import GridSpec, check_objectives, weight_grid
+from explorer.launch import choose_objectives, open_soup
+from explorer.mix import parse_weights
+from explorer.objectives import get_objectives
+from explorer.options import objective_specs, options_from_args
+from explorer.prompts import HELDOUT, read_prompts
+from explorer.results import (
+    adapter_names,
+    directions,
+    hypervolume_of,
+    intervals,
+    means,
+    mix_weights,
+    n_mixes,
+    objective_names,
+    pareto,
+    reference_of,
+    save_results,
+)
+from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
 
 
 def add_grid_args(p: argparse.ArgumentParser) -> None:
@@ -21,7 +46,7 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="NAME",
         help="an objective (built-in name, module:function, file.py:function, reward:FOLDER); at least 2; "
-        "default: the adapters named after built-in objectives",
+        "default: the config file's objectives, else the adapters named after built-in objectives",
     )
     p.add_argument(
         "--prompts", metavar="FILE", help="one request per line (default: the demo's held-out prompts)"
@@ -38,7 +63,11 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--samples", type=int, default=1, metavar="S", help="samples per prompt (default 1)")
     p.add_argument(
-        "--max-new-tokens", type=int, default=64, metavar="N", help="tokens per response (default 64)"
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        metavar="N",
+        help=f"tokens per response (default {DEFAULT_MAX_NEW_TOKENS})",
     )
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -70,29 +99,24 @@ def check_output_path(path: str) -> Path:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from explorer.cli import objectives_from_args, options_from_args, parse_weights
-    from explorer.demo import cache_dir
-    from explorer.evaluation import GridSpec, evaluate_grid, save_results
-    from explorer.grid import weight_grid
-    from explorer.launch import open_soup
-    from explorer.objectives import get_objectives
-    from explorer.prompts import HELDOUT, read_prompts
-    from explorer.sampling import SamplingConfig
-
     # everything that can be checked without the model is checked first
     out = check_output_path(args.out)
     if args.resolution < 1:
         raise SoupError(f"--resolution must be at least 1 (10 gives steps of 0.1), got {args.resolution}")
     if args.batch_size is not None and args.batch_size < 1:
         raise SoupError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.objective is not None and len(args.objective) < 2:
-        raise SoupError("a frontier needs at least 2 objectives: pass --objective twice or more")
-    given = tuple(get_objectives(args.objective)) if args.objective else None
+    options = options_from_args(args)
+    specs = objective_specs(args, options)
+    if specs:
+        check_objectives(specs)
+    given = get_objectives(specs)
     prompts = read_prompts(args.prompts or HELDOUT, limit=args.prompts_limit)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+    for point in args.point:
+        parse_weights(point)
 
-    soup = open_soup(options_from_args(args))
-    objectives = given or tuple(objectives_from_args(args, soup.names))
+    soup = open_soup(options)
+    objectives = tuple(choose_objectives(given, soup.names))
     points = [parse_weights(p, soup.names) for p in args.point]
     mixes = weight_grid(soup.names, args.resolution, margin=args.margin, points=points)
     spec = GridSpec(
@@ -106,7 +130,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     )
     bar = _progress_bar(rows)
 
-    def on_chunk(partial, progress):
+    def on_chunk(partial: xr.Dataset, progress: Progress) -> None:
         bar.n = progress.rows_done
         bar.set_postfix_str(f"chunk {progress.chunks_done}/{progress.chunks_total}")
         bar.refresh()
@@ -120,33 +144,30 @@ def cmd_grid(args: argparse.Namespace) -> int:
     print(summary_table(ds))
     print(
         f"\nwrote {out}  (wall time {bar.format_dict['elapsed']:.1f} s; hypervolume "
-        f"{ds.attrs.get('hypervolume', float('nan')):.4g}, reference {ds.attrs.get('reference')})"
+        f"{hypervolume_of(ds):.4g}, reference {reference_of(ds)})"
     )
     return 0
 
 
-def _progress_bar(total: int):
-    from tqdm.auto import tqdm
-
+def _progress_bar(total: int) -> tqdm:
     return tqdm(total=total, unit="row", desc="grid", file=sys.stderr, dynamic_ncols=True)
 
 
-def summary_table(ds) -> str:
+def summary_table(ds: xr.Dataset) -> str:
     """One line per mix: weights, mean scores with intervals, and a Pareto mark."""
-    adapters = [str(a) for a in ds["adapter"].values]
-    objectives = [str(o) for o in ds["objective"].values]
+    objectives = objective_names(ds)
     head = [
-        *adapters,
-        *(f"{o} ({d[:3]})" for o, d in zip(objectives, ds["direction"].values, strict=True)),
+        *adapter_names(ds),
+        *(f"{o} ({d[:3]})" for o, d in zip(objectives, directions(ds), strict=True)),
         "pareto",
     ]
+    weights, mean, (low, high), optimal = mix_weights(ds), means(ds), intervals(ds), pareto(ds)
     lines = []
-    for m in range(ds.sizes["mix"]):
-        cells = [f"{w:.2f}" for w in ds["weights"].values[m]]
+    for m in range(n_mixes(ds)):
+        cells = [f"{w:.2f}" for w in weights[m]]
         for k in range(len(objectives)):
-            mean, lo, hi = (float(ds[v].values[m, k]) for v in ("mean", "ci_low", "ci_high"))
-            cells.append(f"{mean:.3g} [{lo:.3g}, {hi:.3g}]")
-        cells.append("*" if ds["pareto"].values[m] else "")
+            cells.append(f"{mean[m, k]:.3g} [{low[m, k]:.3g}, {high[m, k]:.3g}]")
+        cells.append("*" if optimal[m] else "")
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:>{w}}}" for w in widths)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from explorer.data import data_path
 from explorer.errors import SoupError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "prompts"
-HELDOUT = ASSETS / "heldout.txt"  # the demo's evaluation prompts, never trained on
-TRAIN = ASSETS / "train.txt"
+HELDOUT = data_path("prompts", "heldout.txt")  # the demo's evaluation prompts, never trained on
 
 
 def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:

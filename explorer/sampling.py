@@ -22,12 +22,16 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopP
 from explorer.errors import SoupError
 from explorer.soup import Soup, Weights
 
+# The one default response length: the app, Explorer(), its grid and cached front, and the CLI.
+# The demo adapters are trained for answers of this length.
+DEFAULT_MAX_NEW_TOKENS = 128
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """How to decode. ``temperature == 0`` is greedy; otherwise paired Gumbel-max sampling."""
 
-    max_new_tokens: int = 128  # tokens generated at most per response
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # tokens generated at most per response
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0  # nucleus mass kept before sampling, in (0, 1]
     seed: int = 0  # with the prompt and sample index, fixes the random draws

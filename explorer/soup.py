@@ -14,37 +14,32 @@ i's r_i slots, and the module computes
 which is exactly the rewarded soup W(w_b). Changing the weights rewrites the gates only
 (a few tiny tensors, independent of model size); nothing is merged. The base model is left
 untouched: the low-rank path is a forward hook on each target module, removed by ``close()``.
+The stacked factors of each module are a ``explorer.layer.StackedLora``; this file wires them
+into the model and keeps the gates.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.pytorch_utils import Conv1D
 
 from explorer.adapters import LoraAdapter, read_adapter
 from explorer.errors import SoupError
+from explorer.layer import StackedLora
+from explorer.mix import check_mix
 from explorer.runtime import resolve_device, resolve_dtype
 
 # Weights as the user gives them: one mix (name -> weight), several mixes, or a (rows, N) tensor
 # whose columns follow ``Soup.names``.
 Weights = Mapping[str, float] | Sequence[Mapping[str, float]] | torch.Tensor
-
-
-@dataclass
-class _Stack:
-    """The stacked factors of one target module and which adapter owns each rank slot."""
-
-    A: torch.Tensor  # (R, in), rows of adapter i pre-scaled by s_i
-    B: torch.Tensor  # (out, R)
-    slots: tuple[int, ...]  # (R,) adapter index of each rank slot
-    handle: torch.utils.hooks.RemovableHandle | None = None
 
 
 def module_shape(module: nn.Module) -> tuple[int, int] | None:
@@ -70,8 +65,8 @@ class Soup:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise SoupError(f"two adapters are named {duplicates}: give each adapter its own name")
-        self.model = model
-        self.tokenizer = tokenizer
+        self.model: Any = model  # a transformers causal LM
+        self.tokenizer: Any = tokenizer
         self.base_path: Path | None = None  # set by Soup.load; part of result cache keys
         # One model serves every caller (app sessions, background grids): whoever generates
         # holds this lock, so the weights cannot change under a running generation.
@@ -81,12 +76,17 @@ class Soup:
         self._check_targets()  # validate everything before touching the model
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self._stacks = self._build_stacks()
+        targets = sorted({m for a in adapters for m in a.modules})
+        self.stacks: dict[str, StackedLora] = {
+            m: StackedLora.build(m, adapters, device=self.device, dtype=self.dtype) for m in targets
+        }
         self._gates: dict[tuple[int, ...], torch.Tensor] = {}
         self._weights = torch.zeros(1, len(self.names), dtype=torch.float64)
         self.set_weights(self._weights)
-        for module_name, stack in self._stacks.items():
-            stack.handle = model.get_submodule(module_name).register_forward_hook(self._hook(stack))
+        self._handles = [
+            model.get_submodule(m).register_forward_hook(self._hook(stack))
+            for m, stack in self.stacks.items()
+        ]
 
     # ----------------------------------------------------------------------------------------
     # loading
@@ -134,31 +134,11 @@ class Soup:
                         "different base model?"
                     )
 
-    def _build_stacks(self) -> dict[str, _Stack]:
-        targets = sorted({m for a in self.adapters.values() for m in a.modules})
-        stacks = {}
-        for module_name in targets:
-            As, Bs, slots = [], [], []
-            for index, adapter in enumerate(self.adapters.values()):
-                factors = adapter.modules.get(module_name)
-                if factors is None:
-                    continue  # this adapter leaves the module alone: zero delta
-                As.append(factors.scale * factors.A.to(torch.float64))
-                Bs.append(factors.B.to(torch.float64))
-                slots += [index] * factors.rank
-            stacks[module_name] = _Stack(
-                A=torch.cat(As).to(self.device, self.dtype),  # (R, in)
-                B=torch.cat(Bs, dim=1).to(self.device, self.dtype),  # (out, R)
-                slots=tuple(slots),
-            )
-        return stacks
-
     def close(self) -> None:
         """Remove the hooks: the base model computes W0 again."""
-        for stack in self._stacks.values():
-            if stack.handle is not None:
-                stack.handle.remove()
-                stack.handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     # ----------------------------------------------------------------------------------------
     # weights
@@ -176,7 +156,7 @@ class Soup:
         > 1 weights extrapolate, all zeros is the base model.
         """
         if isinstance(weights, Mapping):
-            rows = [self._row(weights)]
+            rows: Any = [self._row(weights)]
         elif isinstance(weights, torch.Tensor):
             rows = weights.detach().to("cpu", torch.float64)
             rows = rows.unsqueeze(0) if rows.dim() == 1 else rows
@@ -195,21 +175,7 @@ class Soup:
         return t
 
     def _row(self, mix: Mapping[str, float]) -> list[float]:
-        if not isinstance(mix, Mapping):
-            raise SoupError(f"a mix must map adapter names to weights, got {mix!r}")
-        unknown = sorted(set(mix) - set(self.names))
-        missing = [n for n in self.names if n not in mix]
-        if unknown or missing:
-            raise SoupError(
-                f"weights name {sorted(mix)} but the soup's adapters are {list(self.names)}"
-                + (f"; unknown: {unknown}" if unknown else "")
-                + (f"; missing: {missing}" if missing else "")
-                + ": give one weight per adapter (0 leaves an adapter out)"
-            )
-        try:
-            return [float(mix[n]) for n in self.names]
-        except (TypeError, ValueError):
-            raise SoupError(f"weights must be numbers, got {dict(mix)}") from None
+        return list(check_mix(mix, self.names).values())
 
     def set_weights(self, weights: Weights) -> None:
         """Set the mix: one row for every batch row, or one row per batch row.
@@ -220,7 +186,7 @@ class Soup:
         w = self.weights_tensor(weights)  # (rows, N)
         on_device = w.to(self.device, self.dtype)
         gates = {}
-        for stack in self._stacks.values():
+        for stack in self.stacks.values():
             if stack.slots not in gates:
                 index = torch.tensor(stack.slots, device=self.device)
                 gates[stack.slots] = on_device.index_select(1, index)  # (rows, R)
@@ -243,7 +209,7 @@ class Soup:
     # ----------------------------------------------------------------------------------------
     # the mixed computation
 
-    def _hook(self, stack: _Stack):
+    def _hook(self, stack: StackedLora) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor]:
         def add_lora(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
             x = args[0]  # (B, T, in)
             gate = self._gates[stack.slots]  # (rows, R); read at call time, set_weights rebinds it
@@ -252,38 +218,29 @@ class Soup:
                 raise SoupError(
                     f"the soup holds {rows} mixes but the batch has {batch} rows: give one mix, or one per row"
                 )
-            h = torch.nn.functional.linear(x.to(stack.A.dtype), stack.A)  # (B, T, R)
-            h = h * gate.view(rows, *([1] * (h.dim() - 2)), -1)
-            return output + torch.nn.functional.linear(h, stack.B).to(output.dtype)  # (B, T, out)
+            return output + stack.forward(x, gate).to(output.dtype)  # (B, T, out)
 
         return add_lora
 
     def delta(self, module_name: str, weights: Mapping[str, float]) -> torch.Tensor:
         """The mixed weight delta sum_i w_i s_i B_i A_i of one module, (out, in) float64 on CPU."""
-        w = dict(zip(self.names, self.weights_tensor(weights)[0].tolist(), strict=True))
-        out = None
-        for name, adapter in self.adapters.items():
-            factors = adapter.modules.get(module_name)
-            if factors is not None:
-                term = w[name] * factors.delta(torch.float64)
-                out = term if out is None else out + term
-        if out is None:
+        if module_name not in self.stacks:
             raise SoupError(f"no adapter adapts module '{module_name}'")
-        return out
+        return self.stacks[module_name].delta(self.weights_tensor(weights)[0])
 
     @property
     def target_modules(self) -> tuple[str, ...]:
-        return tuple(self._stacks)
+        return tuple(self.stacks)
 
     @property
     def total_rank(self) -> int:
         """The largest stacked rank R over modules."""
-        return max(len(s.slots) for s in self._stacks.values())
+        return max(s.rank for s in self.stacks.values())
 
     def __repr__(self) -> str:
         ranks = ", ".join(f"{n} (r={a.rank})" for n, a in self.adapters.items())
         return (
-            f"Soup({type(self.model).__name__}, {len(self._stacks)} target modules, adapters: {ranks}, "
+            f"Soup({type(self.model).__name__}, {len(self.stacks)} target modules, adapters: {ranks}, "
             f"device={self.device}, dtype={self.dtype})"
         )
 
@@ -295,8 +252,6 @@ def load_base(
 
     Returns (model, tokenizer). The tokenizer pads on the left (batched generation).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
         what = "does not exist" if not folder.exists() else "has no config.json"

@@ -14,22 +14,17 @@ from explorer.app.state import MAX_PINS, Session, rescale_on_simplex
 from explorer.objectives import BUILTINS, Objective
 from explorer.sampling import SamplingConfig, generate
 from explorer.soup import Soup
-
-
-def letters(prompts, responses):
-    return [float(sum(c.isalpha() for c in r)) for r in responses]
+from tests.tiny import LETTERS, write_tiny_soup
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    from tests.tiny import write_tiny_soup
-
     root = tmp_path_factory.mktemp("app")
     base, adapters = write_tiny_soup(root, "llama")
     soup = Soup.load(base, adapters, device="cpu", dtype="float64")
     engine = Engine(
         soup,
-        [BUILTINS["concise"], Objective("letters", letters)],
+        [BUILTINS["concise"], LETTERS],
         prompts=["Why is the sky blue?", "Write a story"],
         grid_prompts=["Why is the sky blue?", "Write a story"],
         resolution=2,

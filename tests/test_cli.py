@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.cli import main, parse_weights
+from explorer.cli import main
 from explorer.config import ModelOptions, merge, parse_adapter_args, read_config
 from explorer.errors import SoupError
+from explorer.mix import parse_weights
 
 
 def test_adapter_args_keep_order_and_refuse_repeats():
@@ -46,10 +47,16 @@ def test_bad_config_files(tmp_path, text):
 
 def test_parse_weights():
     assert parse_weights("a=0.25, b=-1.5", ["a", "b", "c"]) == {"a": 0.25, "b": -1.5, "c": 0.0}
-    with pytest.raises(SoupError, match=r"'d', which is not an adapter; adapters: \['a', 'b'\]"):
+    with pytest.raises(SoupError, match=r"\['d'\], which are not adapters .*; adapters: \['a', 'b'\]"):
         parse_weights("d=1", ["a", "b"])
     with pytest.raises(SoupError, match="must be a number"):
         parse_weights("a=lots", ["a", "b"])
+    with pytest.raises(SoupError, match="names 'a' twice"):
+        parse_weights("a=1,a=2")
+    with pytest.raises(SoupError, match="must be a finite number"):
+        parse_weights("a=nan")
+    with pytest.raises(SoupError, match="write NAME=NUMBER"):
+        parse_weights("a")
 
 
 def test_generate_from_the_command_line(llama_files, capsys):

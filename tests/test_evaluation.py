@@ -9,11 +9,13 @@ import pytest
 import xarray as xr
 
 from explorer.errors import SoupError
-from explorer.evaluation import GridSpec, evaluate_grid, load_results, save_results
-from explorer.frontier import estimate, pareto_mask
-from explorer.grid import weight_grid
-from explorer.objectives import BUILTINS, Objective
+from explorer.evaluation import evaluate_grid
+from explorer.frontier import pareto_mask
+from explorer.grid import GridSpec, weight_grid
+from explorer.objectives import BUILTINS
+from explorer.results import estimate, load_results, save_results
 from explorer.sampling import SamplingConfig, generate
+from tests.tiny import LETTERS, letters
 
 PROMPTS = (
     "Give me one tip for sleeping better.",
@@ -23,11 +25,7 @@ PROMPTS = (
 )
 
 
-def letters(prompts, responses):
-    return [float(sum(c.isalpha() for c in r)) for r in responses]
-
-
-OBJECTIVES = (BUILTINS["concise"], Objective("letters", letters))
+OBJECTIVES = (BUILTINS["concise"], LETTERS)
 
 
 GREEDY = SamplingConfig(max_new_tokens=8)

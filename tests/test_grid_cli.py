@@ -7,7 +7,7 @@ import os
 import pytest
 
 from explorer.cli import main
-from explorer.evaluation import load_results
+from explorer.results import load_results
 
 
 @pytest.fixture
@@ -60,9 +60,9 @@ def test_grid_writes_results_and_prints_a_summary(grid_argv, tmp_path, capsys, m
     ],
 )
 def test_bad_grid_options_fail_before_loading(grid_argv, tmp_path, capsys, monkeypatch, extra, words):
-    import explorer.launch
+    import explorer.grid_cli
 
-    monkeypatch.setattr(explorer.launch, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
     assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), *extra]) == 2
     assert words in capsys.readouterr().err
 

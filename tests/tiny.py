@@ -3,7 +3,8 @@
 Everything here is built offline in well under a second: a byte-level BPE tokenizer with a
 chat template, a Llama-style and a GPT-2-style (Conv1D) causal LM in float64, and LoRA
 adapters with different ranks, alphas, rsLoRA, rank/alpha patterns and target modules whose
-factors are drawn large enough that every adapter moves the logits visibly.
+factors are drawn large enough that every adapter moves the logits visibly; and a toy objective
+(letters per response) that needs no scorer package.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from explorer.objectives import Objective
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -127,3 +130,11 @@ def write_tiny_soup(root: Path, kind: str) -> tuple[Path, dict[str, Path]]:
     for seed, (name, kwargs) in enumerate(ADAPTERS[kind].items(), start=1):
         adapters[name] = write_adapter(model, root / f"{kind}-{name}", seed=seed, **kwargs)
     return base, adapters
+
+
+def letters(prompts, responses) -> list[float]:
+    """Letters in each response: a toy objective to maximize."""
+    return [float(sum(c.isalpha() for c in r)) for r in responses]
+
+
+LETTERS = Objective("letters", letters)

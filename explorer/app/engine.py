@@ -18,15 +18,17 @@ from pathlib import Path
 import numpy as np
 import param
 import torch
+import xarray as xr
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from explorer.errors import SoupError
-from explorer.evaluation import GridSpec, Progress, evaluate_grid
+from explorer.evaluation import Progress, evaluate_grid
 from explorer.export import export_mix
-from explorer.frontier import mix_scores
-from explorer.grid import weight_grid
+from explorer.grid import GridSpec
+from explorer.launch import AppSetup
 from explorer.objectives import Objective
+from explorer.results import is_complete, means, mix_scores, objective_names
 from explorer.sampling import Generations, SamplingConfig, generate
 from explorer.soup import Soup
 
@@ -97,6 +99,26 @@ class Engine(param.Parameterized):
         self._grid_cancel: threading.Event | None = None
         self._grid_thread: threading.Thread | None = None
 
+    @classmethod
+    def from_setup(cls, setup: AppSetup) -> Engine:
+        """The engine of a loaded app set-up (``explorer.launch.prepare_app``)."""
+        engine = cls(
+            setup.soup,
+            setup.objectives,
+            prompts=setup.prompts,
+            grid_prompts=setup.grid_prompts,
+            resolution=setup.resolution,
+            grid_batch_size=setup.grid_batch_size,
+            export_dir=setup.export_dir,
+            cache_dir=setup.cache_dir,
+        )
+        cached = setup.cached_front()
+        if cached is not None:  # a front computed before appears at once
+            engine.param.update(
+                results=cached, grid_progress=1.0, grid_message="frontier read from the cache"
+            )
+        return engine
+
     @property
     def names(self) -> tuple[str, ...]:
         return self.soup.names
@@ -152,23 +174,25 @@ class Engine(param.Parameterized):
         prompts: Sequence[str],
         sampling: SamplingConfig,
         *,
+        samples: int = 1,
         cancel: threading.Event,
     ) -> dict[str, float] | None:
-        """Mean scores of one mix over ``prompts`` (the grid's), as the grid measures its mixes.
+        """Mean scores of one mix over ``prompts`` (the grid's), measured by the grid's own run loop.
 
         None when ``cancel`` is set before it ends (a newer request came).
         """
+        spec = GridSpec(
+            mixes=np.array([[weights[n] for n in self.names]]),
+            prompts=tuple(prompts),
+            objectives=tuple(self.objectives),
+            samples=samples,
+            sampling=sampling,
+        )
         with self._interactive_request():
-            out = generate(
-                self.soup,
-                list(prompts),
-                weights,
-                config=sampling,
-                stopping_criteria=StoppingCriteriaList([_StopOnEvent(cancel)]),
-            )
-        if cancel.is_set():
+            ds = evaluate_grid(self.soup, spec, batch_size=len(prompts) * samples, cancel=cancel)
+        if not is_complete(ds) or cancel.is_set():
             return None
-        return {o.name: float(np.nanmean(o.score(list(prompts), out.texts))) for o in self.objectives}
+        return dict(zip(objective_names(ds), means(ds)[0].tolist(), strict=True))
 
     def score(self, prompt: str, text: str) -> dict[str, float]:
         """Every objective's score of one response."""
@@ -178,11 +202,12 @@ class Engine(param.Parameterized):
     # the background grid
 
     def grid_spec(self, sampling: SamplingConfig) -> GridSpec:
-        return GridSpec(
-            mixes=weight_grid(self.names, self.resolution),
-            prompts=tuple(self.grid_prompts),
-            objectives=tuple(self.objectives),
-            samples=1,
+        """The app's frontier grid under ``sampling`` (refuses fewer than two objectives)."""
+        return GridSpec.on_simplex(
+            self.names,
+            self.resolution,
+            prompts=self.grid_prompts,
+            objectives=self.objectives,
             sampling=sampling,
         )
 
@@ -190,8 +215,6 @@ class Engine(param.Parameterized):
         """Compute the frontier in a background thread; a cached one appears at once."""
         if self.grid_running:
             return
-        if len(self.objectives) < 2:
-            raise SoupError("a frontier needs at least 2 objectives: start the app with --objective twice")
         spec = self.grid_spec(sampling)
         self._grid_cancel = threading.Event()
         self.param.update(grid_running=True, grid_progress=0.0, grid_message="starting the grid...")
@@ -211,7 +234,7 @@ class Engine(param.Parameterized):
     def _run_grid(self, spec: GridSpec, cancel: threading.Event) -> None:
         start = time.time()
 
-        def on_chunk(partial, progress: Progress):
+        def on_chunk(partial: xr.Dataset, progress: Progress) -> None:
             self.param.update(
                 results=partial,
                 grid_progress=progress.fraction,
@@ -230,7 +253,7 @@ class Engine(param.Parameterized):
                 cancel=cancel,
                 on_chunk=on_chunk,
             )
-            done = "cancelled" if not ds.attrs.get("complete") else f"done in {time.time() - start:.0f} s"
+            done = f"done in {time.time() - start:.0f} s" if is_complete(ds) else "cancelled"
             self.param.update(results=ds, grid_message=f"grid {done}")
         except Exception as err:  # shown in the app; the app stays usable
             self.param.update(grid_message=f"grid failed: {type(err).__name__}: {err}")

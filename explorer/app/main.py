@@ -6,9 +6,8 @@ own sliders, response and pinned mixes.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Sequence
-from pathlib import Path
 
 import panel as pn
 from panel.io.state import set_curdoc
@@ -26,6 +25,8 @@ from explorer.app.views import (
     SimplexView,
 )
 from explorer.config import ModelOptions
+from explorer.launch import prepare_app
+from explorer.options import AppOptions, parse_app_argv
 
 pn.extension(notifications=True)
 
@@ -33,65 +34,18 @@ _ENGINES: dict[tuple, Engine] = {}
 _LOCK = threading.Lock()
 
 
-def shared_engine(
-    options: ModelOptions | None = None,
-    *,
-    objectives: Sequence[str] = (),
-    prompts_file: str | None = None,
-    grid_prompts: int = 16,
-    resolution: int = 5,
-    grid_batch_size: int = 8,
-    export_dir: str | Path | None = None,
-) -> Engine:
-    """The process's engine for these options, loaded once (the demo when ``options`` is None)."""
-    from explorer.demo import cache_dir
-    from explorer.evaluation import load_cached
-    from explorer.launch import open_soup
-    from explorer.objectives import BUILTINS, get_objective, get_objectives
-    from explorer.prompts import HELDOUT, TRAIN, read_prompts
-    from explorer.sampling import SamplingConfig
+def shared_engine(options: ModelOptions | None = None, app: AppOptions | None = None) -> Engine:
+    """The process's engine for these options, loaded once (the demo when ``options`` is None).
 
-    options = options or ModelOptions()
-    key = (
-        repr(options),
-        tuple(objectives),
-        prompts_file,
-        grid_prompts,
-        resolution,
-        grid_batch_size,
-        str(export_dir),
-    )
+    The set-up (soup, objectives, prompts, a cached front) is ``explorer.launch.prepare_app``,
+    the same for ``explorer serve``, ``panel serve`` and a notebook.
+    """
+    options, app = options or ModelOptions(), app or AppOptions()
+    key = (repr(options), app)
     with _LOCK:
-        if key in _ENGINES:
-            return _ENGINES[key]
-        soup = open_soup(options)
-        objs = (
-            get_objectives(objectives)
-            if objectives
-            else [get_objective(n) for n in soup.names if n in BUILTINS]
-        )
-        if not objs:
-            objs = get_objectives(["concise", "readable"])
-        held = read_prompts(prompts_file or HELDOUT)
-        presets = held + ([] if prompts_file else read_prompts(TRAIN)[:20])
-        engine = Engine(
-            soup,
-            objs,
-            prompts=presets,
-            grid_prompts=held[:grid_prompts],
-            resolution=resolution,
-            grid_batch_size=grid_batch_size,
-            export_dir=Path(export_dir or Path.cwd() / "exports"),
-            cache_dir=cache_dir() / "frontiers",
-        )
-        if len(objs) > 1:  # a front computed before appears at once
-            cached = load_cached(soup, engine.grid_spec(SamplingConfig(max_new_tokens=48)), engine.cache_dir)
-            if cached is not None:
-                engine.param.update(
-                    results=cached, grid_progress=1.0, grid_message="frontier read from the cache"
-                )
-        _ENGINES[key] = engine
-        return engine
+        if key not in _ENGINES:
+            _ENGINES[key] = Engine.from_setup(prepare_app(options, app))
+        return _ENGINES[key]
 
 
 def _page_dispatch():
@@ -123,7 +77,6 @@ class Explorer(Viewer):
     def __init__(self, engine: Engine | None = None, **session_params):
         super().__init__()
         self.engine = engine or shared_engine()
-        session_params.setdefault("max_new_tokens", 48)
         self.session = Session(self.engine, dispatch=_page_dispatch(), **session_params)
         s = self.session
         self.controls = MixControls(session=s)
@@ -136,7 +89,11 @@ class Explorer(Viewer):
         s.param.watch(self._notify, "message")
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda ctx: s.close())
-            pn.state.onload(s.regenerate)  # the first response, once the page is there to show it
+
+            def first_response() -> None:  # once the page is there to show it
+                s.regenerate()
+
+            pn.state.onload(first_response)
         else:
             s.regenerate()
 
@@ -194,8 +151,4 @@ def serve(
 
 
 if __name__.startswith("bokeh_app"):  # `panel serve explorer/app/main.py`: the demo, or --args like the CLI
-    import sys
-
-    from explorer.serve_cli import engine_from_argv
-
-    Explorer(engine_from_argv(sys.argv[1:])).template().servable()
+    Explorer(shared_engine(*parse_app_argv(sys.argv[1:]))).template().servable()

@@ -7,8 +7,6 @@ updates to the session's page.
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,8 +16,21 @@ import param
 
 from explorer.app.engine import Engine
 from explorer.errors import SoupError
-from explorer.frontier import estimate, mix_scores
-from explorer.sampling import SamplingConfig
+from explorer.export import FORMATS
+from explorer.mix import check_mix
+from explorer.results import (
+    adapter_names,
+    estimate,
+    is_summarized,
+    mix_dict,
+    mix_scores,
+    n_mixes,
+    objective_names,
+    prompt_texts,
+    samples_of,
+    sampling_of,
+)
+from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
 
 MAX_PINS = 6
 
@@ -40,6 +51,13 @@ def rescale_on_simplex(weights: Mapping[str, float], name: str, value: float) ->
     return {n: out[n] for n in weights}
 
 
+def project_on_simplex(weights: Mapping[str, float]) -> dict[str, float]:
+    """Negative weights clipped to 0, the rest scaled to sum 1 (all zero: equal shares)."""
+    w = {n: max(0.0, v) for n, v in weights.items()}
+    total = sum(w.values())
+    return {n: v / total for n, v in w.items()} if total > 0 else {n: 1.0 / len(w) for n in w}
+
+
 class Session(param.Parameterized):
     """The state of one browser session (or one notebook cell)."""
 
@@ -48,7 +66,7 @@ class Session(param.Parameterized):
         default=True, doc="keep the weights on the simplex (moving one rescales the others)"
     )
     prompt = param.String(default="", doc="the user request")
-    max_new_tokens = param.Integer(default=64, bounds=(1, 1024))
+    max_new_tokens = param.Integer(default=DEFAULT_MAX_NEW_TOKENS, bounds=(1, 1024))
     temperature = param.Number(default=0.0, bounds=(0.0, 2.0), doc="0 is greedy")
     top_p = param.Number(default=1.0, bounds=(0.01, 1.0))
     seed = param.Integer(default=0)
@@ -62,13 +80,13 @@ class Session(param.Parameterized):
     first_token_s = param.Number(default=None, allow_None=True, doc="slider release to first token, seconds")
     message = param.String(default="", doc="the last error or notice, for the user")
 
-    x_objective = param.Selector(default=None, objects=[])
-    y_objective = param.Selector(default=None, objects=[])
+    x_objective: param.Selector = param.Selector(default=None, objects=[])
+    y_objective: param.Selector = param.Selector(default=None, objects=[])
 
     pinned = param.List(default=[], doc="pinned mixes: {weights, response, scores}")
     reference = param.Integer(default=0, doc="index of the pinned column the others are compared to")
 
-    export_format = param.Selector(default="adapter", objects=["adapter", "lowrank", "merged"])
+    export_format: param.Selector = param.Selector(default="adapter", objects=list(FORMATS))
     export_rank = param.Integer(default=8, bounds=(1, None))
 
     # this session's copy of the shared engine's frontier state (see ``follow_engine``)
@@ -97,7 +115,7 @@ class Session(param.Parameterized):
         self._cancel = threading.Event()
         self._generation = 0  # the id of the newest request; older threads drop their results
         self._dispatch = dispatch or (lambda fn: fn())
-        self._engine_watcher = None
+        self._engine_watcher: param.parameterized.Watcher | None = None
         self._worker: threading.Thread | None = None
         self.follow_engine()
 
@@ -125,7 +143,7 @@ class Session(param.Parameterized):
         self._cancel.set()
         if self._engine_watcher is not None:
             self.engine.param.unwatch(self._engine_watcher)
-            self._engine_watcher = None
+            self._engine_watcher: param.parameterized.Watcher | None = None
         if wait is not None and self._worker is not None:
             self._worker.join(wait)
 
@@ -136,22 +154,27 @@ class Session(param.Parameterized):
         """Move one slider: on the simplex the others rescale, in free mode only this one moves."""
         if name not in self.weights:
             raise SoupError(f"no adapter named {name!r}; adapters: {list(self.weights)}")
-        if not math.isfinite(value):
-            raise SoupError(f"weight {name}={value} is not a finite number")
+        moved = check_mix({**self.weights, name: value}, list(self.weights))
         if self.simplex:
-            self.weights = rescale_on_simplex(self.weights, name, value)
+            self.weights = rescale_on_simplex(self.weights, name, moved[name])
         else:
-            self.weights = {**self.weights, name: float(value)}
+            self.weights = moved
+
+    @param.depends("simplex", watch=True)
+    def _back_on_the_simplex(self) -> None:
+        """Ticking "keep on the simplex" projects the current mix onto it."""
+        if self.simplex:
+            self.weights = project_on_simplex(self.weights)
 
     def load_mix(self, index: int) -> None:
         """Put grid mix ``index`` on the sliders (a click on the frontier)."""
         ds = self.results
-        if ds is None or not (0 <= index < ds.sizes["mix"]):
+        if ds is None or not (0 <= index < n_mixes(ds)):
             return
-        row = ds["weights"].values[index]
-        if (row < -1e-12).any():
+        mix = mix_dict(ds, index)
+        if min(mix.values()) < -1e-12:
             self.simplex = False  # an extrapolated mix cannot stay on the simplex
-        self.weights = {str(n): float(w) for n, w in zip(ds["adapter"].values, row, strict=True)}
+        self.weights = mix
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -160,12 +183,12 @@ class Session(param.Parameterized):
     def estimated_scores(self) -> dict[str, float] | None:
         """The current mix's scores interpolated from the grid, before they are measured."""
         ds = self.results
-        if ds is None or "mean" not in ds:
+        if ds is None or not is_summarized(ds):
             return None
-        values = estimate(ds, [self.weights[str(n)] for n in ds["adapter"].values])
+        values = estimate(ds, [self.weights[n] for n in adapter_names(ds)])
         if np.isnan(values).all():
             return None
-        return {str(o): float(v) for o, v in zip(ds["objective"].values, values, strict=True)}
+        return {o: float(v) for o, v in zip(objective_names(ds), values, strict=True)}
 
     # ------------------------------------------------------------------------------------------
     # live generation
@@ -225,15 +248,16 @@ class Session(param.Parameterized):
         """Place the mix among the grid's points: its grid means when the grid holds it, else
         measured over the grid's prompts with the grid's sampling (after the live response)."""
         ds = self.results
-        if ds is None or "mean" not in ds:
+        if ds is None or not is_summarized(ds):
             return
         on_grid = mix_scores(ds, weights)
+        measured: dict[str, float] | None
         if on_grid is not None:
             measured = {o: v["mean"] for o, v in on_grid.items()}
         else:
-            sampling = SamplingConfig(**json.loads(ds.attrs["sampling"]))
-            prompts = [str(t) for t in ds["prompt_text"].values]
-            measured = self.engine.measure(weights, prompts, sampling, cancel=cancel)
+            measured = self.engine.measure(
+                weights, prompt_texts(ds), sampling_of(ds), samples=samples_of(ds), cancel=cancel
+            )
         if measured is not None and request == self._generation:
             self.measured = measured
 

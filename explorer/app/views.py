@@ -1,4 +1,7 @@
-"""The app's views: each takes the session state (and through it the shared engine) and nothing else."""
+"""The app's views: each takes the session state (and through it the shared engine) and nothing else.
+
+Views only render state: every change they make goes through a ``Session`` method or parameter.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,18 @@ from panel.viewable import Viewer
 
 from explorer.app.compare import highlight_differences
 from explorer.app.state import MAX_PINS, Session
-from explorer.frontier import pareto_mask
+from explorer.results import (
+    adapter_names,
+    direction_of,
+    front_in_plane,
+    intervals,
+    is_summarized,
+    means,
+    mix_weights,
+    n_mixes,
+    objective_names,
+    pareto,
+)
 
 SIMPLEX_RANGE, FREE_RANGE = (0.0, 1.0), (-1.0, 2.0)
 
@@ -114,12 +128,6 @@ class MixControls(Viewer):
                 slider.param.update(start=min(lo, slider.value), end=max(hi, slider.value))
         finally:
             self._syncing = False
-        if event.new:  # back on the simplex: project the current mix onto it
-            w = {n: max(0.0, v) for n, v in self.session.weights.items()}
-            total = sum(w.values())
-            self.session.weights = (
-                {n: v / total for n, v in w.items()} if total > 0 else {n: 1.0 / len(w) for n in w}
-            )
 
     def _preset(self, event) -> None:
         if event.new:
@@ -204,24 +212,22 @@ class FrontierView(Viewer):
         )
 
     def _table(self, ds, x, y):
-        if ds is None or "mean" not in ds or x is None:
+        if ds is None or not is_summarized(ds) or x is None:
             return None
-        names = [str(a) for a in ds["adapter"].values]
-        k = {str(o): i for i, o in enumerate(ds["objective"].values)}
-        rows = []
-        for m in range(ds.sizes["mix"]):
-            mean, lo, hi = ds["mean"].values[m], ds["ci_low"].values[m], ds["ci_high"].values[m]
-            rows.append(
-                {
-                    x: mean[k[x]],
-                    y: mean[k[y]],
-                    "mix": _mix_label(dict(zip(names, ds["weights"].values[m], strict=True))),
-                    "x_ci": f"[{_fmt(lo[k[x]])}, {_fmt(hi[k[x]])}]",
-                    "y_ci": f"[{_fmt(lo[k[y]])}, {_fmt(hi[k[y]])}]",
-                    "pareto": "Pareto-optimal" if ds["pareto"].values[m] else "dominated",
-                }
-            )
-        return rows
+        names, weights = adapter_names(ds), mix_weights(ds)
+        k = {o: i for i, o in enumerate(objective_names(ds))}
+        mean, (low, high), optimal = means(ds), intervals(ds), pareto(ds)
+        return [
+            {
+                x: mean[m, k[x]],
+                y: mean[m, k[y]],
+                "mix": _mix_label(dict(zip(names, weights[m], strict=True))),
+                "x_ci": f"[{_fmt(low[m, k[x]])}, {_fmt(high[m, k[x]])}]",
+                "y_ci": f"[{_fmt(low[m, k[y]])}, {_fmt(high[m, k[y]])}]",
+                "pareto": "Pareto-optimal" if optimal[m] else "dominated",
+            }
+            for m in range(n_mixes(ds))
+        ]
 
     def _grid_points(self, ds, x, y):
         rows = self._table(ds, x, y)
@@ -240,12 +246,8 @@ class FrontierView(Viewer):
             show_legend=False,
         )
 
-    @staticmethod
-    def _direction(ds, name) -> str:
-        return str(ds["direction"].values[list(map(str, ds["objective"].values)).index(name)])
-
     def _axis(self, ds, name):
-        better = "higher" if self._direction(ds, name) == "maximize" else "lower"
+        better = "higher" if direction_of(ds, name) == "maximize" else "lower"
         return f"{name} ({better} is better)"
 
     def _front(self, ds, x, y):
@@ -255,16 +257,12 @@ class FrontierView(Viewer):
         off this line: another mix beats it on the two axes shown but not on a third.
         """
         rows = self._table(ds, x, y) or []
-        if rows:
-            directions = [self._direction(ds, x), self._direction(ds, y)]
-            mask = pareto_mask(np.array([[r[x], r[y]] for r in rows]), directions)
-            rows = [r for r, keep in zip(rows, mask, strict=True) if keep]
-        rows = sorted(rows, key=lambda r: r[x])
+        front = [rows[m] for m in front_in_plane(ds, x, y)] if rows else []
         return hv.Curve(
-            [(r[x], r[y]) for r in rows],
+            [(r[x], r[y]) for r in front],
             kdims=[x or "x"],
             vdims=[y or "y"],
-            label="Pareto front" if ds is None or ds.sizes["objective"] <= 2 else "front on these axes",
+            label="Pareto front" if ds is None or len(objective_names(ds)) <= 2 else "front on these axes",
         ).opts(color="#d62728", line_width=2)
 
     def _current(self, ds, weights, measured, x, y):
@@ -325,10 +323,10 @@ class SimplexView(Viewer):
             [(cx, cy - 0.06 if cy == 0 else cy + 0.05, n) for (cx, cy), n in zip(corners, names, strict=True)]
         )
         grid = []
-        if ds is not None and "pareto" in ds:
+        if ds is not None and is_summarized(ds):
             grid = [
                 (*self._xy(w), "Pareto-optimal" if p else "dominated")
-                for w, p in zip(ds["weights"].values, ds["pareto"].values, strict=True)
+                for w, p in zip(mix_weights(ds), pareto(ds), strict=True)
             ]
         pts = hv.Points(grid, vdims=["pareto"]).opts(
             color="pareto",
@@ -376,17 +374,16 @@ class GridControls(Viewer):
 
         start.on_click(on_start)
         cancel.on_click(lambda event: e.cancel_grid())
-        progress = pn.indicators.Progress(value=0, max=1000, sizing_mode="stretch_width", bar_color="success")
-
-        def sync(value):
-            progress.value = int(round(1000 * value))
-            return ""
-
+        progress = pn.indicators.Progress(
+            value=pn.bind(lambda fraction: int(round(1000 * fraction)), s.param.grid_progress),
+            max=1000,
+            sizing_mode="stretch_width",
+            bar_color="success",
+        )
         return pn.Column(
             pn.pane.Markdown(f"### Frontier grid\n{len(e.grid_prompts)} prompts, resolution {e.resolution}"),
             pn.Row(start, cancel),
             progress,
-            pn.bind(sync, s.param.grid_progress),
             pn.bind(
                 lambda m, r: pn.pane.HTML(
                     f'<div class="grid-message">{html.escape(m or ("running..." if r else ""))}</div>',

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from explorer.app.browser import CHROMIUM, FLAGS
+from tests.ui.browser import CHROMIUM, FLAGS
 
 
 def pytest_collection_modifyitems(config, items):

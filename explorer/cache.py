@@ -1,0 +1,142 @@
+"""The results cache: keys of everything that determines a grid run, finished runs as netCDF, and
+the journal of a run in progress (one JSON line per finished chunk) that a cancelled run resumes from.
+
+    <cache>/<key>.nc              a finished run (summarized results)
+    <cache>/<key>.partial.jsonl   the chunks of an unfinished run
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from explorer.adapters import file_sha256
+from explorer.grid import GridSpec
+from explorer.objectives import Objective
+from explorer.results import fill_rows, save_results
+from explorer.soup import Soup
+
+FORMAT_VERSION = "1"  # bump when the dataset layout or the generation path changes results
+
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def _file_hash(path: Path) -> str:
+    """sha256 of a file, memoised by (path, size, mtime) for this process."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _hash_memo:
+        _hash_memo[key] = file_sha256(path)
+    return _hash_memo[key]
+
+
+def soup_fingerprint(soup: Soup) -> dict:
+    """What determines a soup's outputs: base model files, adapters' weight hashes, dtype, device."""
+    if soup.base_path is not None:
+        files = sorted(
+            p for p in soup.base_path.iterdir() if p.suffix in (".json", ".safetensors", ".bin", ".model")
+        )
+        base = {p.name: _file_hash(p) for p in files if p.is_file()}
+    else:  # an in-memory model: hash its weights (slower, but exact)
+        digest = hashlib.sha256()
+        for name, t in soup.model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(t.detach().to("cpu", torch.float32).numpy().tobytes())
+        base = {"state_dict": digest.hexdigest()}
+    return {
+        "base": base,
+        "adapters": {n: a.sha256 for n, a in soup.adapters.items()},
+        "dtype": str(soup.dtype),
+        "device": soup.device.type,
+    }
+
+
+def cache_key(soup: Soup, spec: GridSpec) -> str:
+    """A hex key of everything that determines the results of ``spec`` on ``soup``."""
+    payload = {
+        "format": FORMAT_VERSION,
+        "soup": soup_fingerprint(soup),
+        "adapters": list(soup.names),
+        "mixes": np.round(np.asarray(spec.mixes, dtype=np.float64), 12).tolist(),
+        "prompts": list(spec.prompts),
+        "samples": int(spec.samples),
+        "sampling": asdict(spec.sampling),
+        "objectives": [[o.name, o.direction, o.version, _scorer_id(o)] for o in spec.objectives],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _scorer_id(objective: Objective) -> str:
+    fn = objective.scorer
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+class RunFiles:
+    """Where one run lives in a cache folder: its finished file and its journal."""
+
+    def __init__(self, cache: Path | str, key: str):
+        folder = Path(cache).expanduser()
+        self.final = folder / f"{key}.nc"
+        self.journal = folder / f"{key}.partial.jsonl"
+
+    def finished(self) -> xr.Dataset | None:
+        """The finished results, or None."""
+        return xr.load_dataset(self.final) if self.final.is_file() else None
+
+    def append(
+        self,
+        rows: Sequence[tuple[int, int, int]],
+        texts: Sequence[str],
+        n_tokens: Sequence[int],
+        finished: Sequence[bool],
+        scores: np.ndarray,
+    ) -> None:
+        """Record one finished chunk (flushed to disk before the next chunk starts)."""
+        record = {
+            "rows": [list(r) for r in rows],
+            "texts": list(texts),
+            "n_tokens": [int(n) for n in n_tokens],
+            "finished": [bool(f) for f in finished],
+            "scores": [[None if np.isnan(v) else float(v) for v in row] for row in scores],
+        }
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.journal, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def resume(self, ds: xr.Dataset) -> int:
+        """Fill ``ds`` with the chunks a cancelled run left in the journal; returns the rows taken."""
+        if not self.journal.is_file():
+            return 0
+        taken = 0
+        for line in self.journal.read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a crash: that chunk is generated again
+                continue
+            scores = np.array(
+                [[np.nan if v is None else v for v in row] for row in r["scores"]], dtype=np.float64
+            )
+            rows = [(int(a), int(b), int(c)) for a, b, c in r["rows"]]
+            fill_rows(ds, rows, r["texts"], r["n_tokens"], r["finished"], scores)
+            taken += len(rows)
+        return taken
+
+    def complete(self, ds: xr.Dataset) -> None:
+        """Store the finished results and drop the journal."""
+        save_results(ds, self.final)
+        self.journal.unlink(missing_ok=True)
+
+
+def load_cached(soup: Soup, spec: GridSpec, cache: Path | str) -> xr.Dataset | None:
+    """The finished results of ``spec`` from the cache folder, or None (nothing is generated)."""
+    return RunFiles(cache, cache_key(soup, spec)).finished()

@@ -1,0 +1,73 @@
+"""A mix: adapter name -> mixing weight. The one parser of ``NAME=W,...`` and the one check of a mix.
+
+Weights travel as a mapping from adapter name to float, never as parallel lists. Any finite
+real numbers are allowed: negative and > 1 weights extrapolate, all zeros is the base model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from explorer.errors import SoupError
+
+Mix = dict[str, float]
+
+
+def parse_weights(text: str, names: Sequence[str] | None = None) -> Mix:
+    """``"a=0.3, b=0.7"`` -> ``{"a": 0.3, "b": 0.7}``, refusing malformed items, repeated names and
+    non-finite numbers.
+
+    Without ``names`` only the text is checked (before any model is loaded). With ``names`` the
+    result is completed and checked against them: adapters left out get weight 0, unknown ones
+    are refused (``check_mix``).
+    """
+    weights: Mix = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise SoupError(f"--weights item {item!r}: write NAME=NUMBER, e.g. positive=0.5")
+        if name in weights:
+            raise SoupError(f"--weights names '{name}' twice: give each adapter one weight")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise SoupError(f"--weights {name}={value!r}: the weight must be a number") from None
+        if not math.isfinite(weights[name]):
+            raise SoupError(f"--weights {name}={value}: the weight must be a finite number")
+    return weights if names is None else check_mix(weights, names, missing=0.0)
+
+
+def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: float | None = None) -> Mix:
+    """``weights`` as ``{name: float}`` in ``names`` order: every adapter once, a finite number each.
+
+    ``missing``: the weight of an adapter left out (None: leaving one out is an error).
+    """
+    if not isinstance(weights, Mapping):
+        raise SoupError(f"a mix must map adapter names to weights, got {weights!r}")
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise SoupError(
+            f"weights name {unknown}, which are not adapters (unknown: {unknown}); adapters: {list(names)}"
+        )
+    left_out = [n for n in names if n not in weights]
+    if left_out and missing is None:
+        raise SoupError(
+            f"no weight given for {left_out} (missing: {left_out}): give every adapter a weight "
+            "(0 leaves one out)"
+        )
+    out: Mix = {}
+    for name in names:
+        value = weights.get(name, missing)
+        try:
+            out[name] = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SoupError(f"weight {name}={value!r} is not a number: weights must be numbers") from None
+        if not math.isfinite(out[name]):
+            raise SoupError(f"weight {name}={out[name]} is not a finite number: weights must be finite")
+    return out
+
+
+def mix_label(weights: Mapping[str, float]) -> str:
+    """``"a=0.3, b=0.7"``: a mix as people read it."""
+    return ", ".join(f"{n}={w:g}" for n, w in weights.items())

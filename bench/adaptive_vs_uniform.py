@@ -255,7 +255,6 @@ def main(args: argparse.Namespace) -> dict:
             "what": "adaptive refinement vs the uniform simplex lattice on synthetic surfaces with a known front",
             "initial_resolution": args.initial_resolution,
             "batch": args.batch,
-            "side_by_side": curve,
             "results": results,
         },
     )

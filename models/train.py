@@ -1,15 +1,27 @@
-"""Train one LoRA adapter per objective on the demo base by rejection sampling (best-of-n, then SFT).
+"""Train one LoRA adapter per objective on the demo base with DPO (TRL) on best-vs-worst-of-n pairs.
 
-    python -m models.train --objective positive --objective concise --objective readable
+    python -m models.train --objective positive      # one command per adapter
+    python -m models.train --objective concise
+    python -m models.train --objective readable
 
-1. sample ``--samples`` responses per train prompt from the base model (temperature sampling,
-   one fixed seed per batch), cached in models/.cache so every objective reuses them;
-2. score them with the objective and keep the best response per prompt;
-3. fine-tune a LoRA (PEFT) on those (prompt, best response) pairs, loss on the response only;
-4. write models/adapters/OBJECTIVE/ (PEFT format, safetensors) and its recipe.yaml.
+1. Candidates (shared by every objective, cached in models/.cache): for each of the training
+   prompts (models/prompts/train.txt, never a held-out prompt), ``n`` responses sampled from
+   the *base* model: one for the plain request and two for the request followed by each style
+   hint below (a wider proposal distribution than plain sampling; the hint is never part of the
+   training prompt, so the adapter learns to behave so when *not* asked: context distillation).
+2. Pairs: each candidate is scored by the objective; per prompt, ``chosen`` is the best-scoring
+   candidate that passes the reward-hacking guards (relevant to the prompt, at least
+   ``min_words`` words, no repeated-phrase loops, at most two "!"; for ``concise`` also a
+   finished answer, not one cut by the token limit) and ``rejected`` the worst-scoring
+   candidate; a prompt whose pair differs by less than ``min_margin`` is dropped.
+3. DPO with a PEFT LoRA (TRL ``DPOTrainer``, sigmoid loss plus an NLL term on ``chosen``, the
+   "RPO" mix, which keeps the adapter's text fluent), the base model as the reference.
+4. Write explorer's demo adapter folder for the objective (PEFT format, safetensors) and its
+   ``recipe.yaml``: method, data hashes, seeds, steps, library versions, wall time.
 
-Runs on the CPU (about 10 min of sampling once, then 2-3 min per objective on 2 cores) or on
-a GPU when there is one.
+A response cut by the token limit gets no EOS in training (TRL would append one to every
+completion; ``_prepare_dataset`` below tokenizes the pairs itself for that reason).
+Runs on the CPU (2 cores: about 15 min of sampling once, then about 10 min per objective).
 """
 
 from __future__ import annotations
@@ -19,12 +31,22 @@ import hashlib
 import json
 import platform
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PROMPTS = HERE.parent / "assets" / "prompts" / "train.txt"
+PROMPTS = HERE / "prompts" / "train.txt"
+CACHE = HERE / ".cache"
+
+# Appended to the request when sampling candidates only (never in the training prompt).
+HINTS = {
+    "plain": "",
+    "concise": " Answer in two or three sentences.",
+    "positive": " Answer in a warm, cheerful and encouraging tone.",
+    "readable": " Use short sentences and simple words that a child could understand.",
+}
 
 
 @dataclass
@@ -32,51 +54,81 @@ class Recipe:
     """Everything that determines an adapter; written beside it as recipe.yaml."""
 
     objective: str
+    method: str = "DPO (TRL DPOTrainer, sigmoid + NLL on chosen) on best-vs-worst-of-n pairs, LoRA"
     prompts_file: str = str(PROMPTS.relative_to(HERE.parent))
     prompts_sha256: str = ""
-    samples_per_prompt: int = 6  # best-of-n
-    temperature: float = 0.9
+    prompts: int = 0
+    # candidates
+    hints: dict = field(default_factory=lambda: dict(HINTS))
+    samples_per_hint: dict = field(default_factory=lambda: {"plain": 1, "concise": 2, "positive": 2, "readable": 2})
+    temperature: float = 0.7
     top_p: float = 0.95
-    max_new_tokens: int = 80
+    max_new_tokens: int = 128
     sample_seed: int = 1234
-    sample_batch_size: int = 48
+    sample_batch_size: int = 56
+    candidates_sha256: str = ""
+    # pairs
+    min_words: int = 15
+    min_margin: float = 0.0  # filled per objective from MARGINS
+    relevance_slack: float = 0.05  # chosen's relevance >= the prompt's median candidate relevance - slack
+    pairs: int = 0
+    pairs_sha256: str = ""
+    chosen_mean_score: float = 0.0
+    rejected_mean_score: float = 0.0
+    # DPO
     train_seed: int = 0
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 8
-    learning_rate: float = 4e-4
+    learning_rate: float = 2e-4
+    beta: float = 0.1
+    sft_weight: float = 1.0  # weight of the NLL term on chosen (RPO)
     lora: dict = field(
         default_factory=lambda: {
             "r": 8,
             "lora_alpha": 16,
-            "lora_dropout": 0.05,
-            "target_modules": ["q_proj", "v_proj"],
+            "lora_dropout": 0.0,
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
         }
     )
-    steps: int = 0  # filled in after training
+    steps: int = 0
     final_loss: float = 0.0
-    best_mean_score: float = 0.0  # mean objective score of the chosen responses
-    sample_mean_score: float = 0.0  # mean over all samples
+    final_reward_accuracy: float = 0.0
     versions: dict = field(default_factory=dict)
     device: str = ""
-    wall_time_s: float = 0.0
+    threads: int = 0
+    sampling_wall_time_s: float = 0.0  # once, shared by every objective (0 when read from the cache)
+    wall_time_s: float = 0.0  # pairs + DPO for this objective
+
+
+# Smallest objective gap between chosen and rejected for a pair to be kept (objective units).
+MARGINS = {"positive": 0.3, "concise": 20.0, "readable": 10.0, "relevant": 0.1, "nontoxic": 0.1}
 
 
 def read_prompts(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def sample_responses(model, tokenizer, prompts: list[str], recipe: Recipe, device) -> list[dict]:
-    """``samples_per_prompt`` sampled responses per prompt: [{prompt, response, finished}]."""
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def candidate_rows(prompts: list[str], recipe: Recipe) -> list[tuple[str, str, int]]:
+    """(prompt, hint name, sample index) for every candidate, grouped by hint (similar lengths batch well)."""
+    return [(p, h, k) for h, n in recipe.samples_per_hint.items() for k in range(n) for p in prompts]
+
+
+def sample_candidates(model, tokenizer, prompts: list[str], recipe: Recipe, device) -> list[dict]:
+    """Sampled responses for every (prompt, hint, sample): [{prompt, hint, response, finished, tokens}]."""
     import torch
 
     from explorer.sampling import encode_prompts
 
-    rows = [p for p in prompts for _ in range(recipe.samples_per_prompt)]
+    rows = candidate_rows(prompts, recipe)
     eos = tokenizer.eos_token_id
-    out = []
+    out: list[dict] = []
     for start in range(0, len(rows), recipe.sample_batch_size):
         batch = rows[start : start + recipe.sample_batch_size]
-        enc = encode_prompts(tokenizer, batch)
+        enc = encode_prompts(tokenizer, [p + recipe.hints[h] for p, h, _ in batch])
         torch.manual_seed(recipe.sample_seed + start)
         with torch.inference_mode():
             gen = model.generate(
@@ -89,167 +141,269 @@ def sample_responses(model, tokenizer, prompts: list[str], recipe: Recipe, devic
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=eos,
             )
-        for prompt, ids in zip(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), strict=True):
+        for (prompt, hint, k), ids in zip(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), strict=True):
             finished = eos in ids
-            ids = ids[: ids.index(eos)] if finished else ids
-            out.append(
-                {
-                    "prompt": prompt,
-                    "response": tokenizer.decode(ids, skip_special_tokens=True),
-                    "finished": finished,
-                }
-            )
+            ids = ids[: ids.index(eos)] if finished else [i for i in ids if i != tokenizer.pad_token_id]
+            text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            out.append({"prompt": prompt, "hint": hint, "sample": k, "response": text, "finished": finished})
         print(f"  sampled {min(start + len(batch), len(rows))}/{len(rows)}", flush=True)
     return out
 
 
-def cached_samples(model, tokenizer, prompts, recipe: Recipe, device) -> list[dict]:
+def cached_candidates(prompts: list[str], recipe: Recipe, device) -> tuple[list[dict], float]:
+    """The candidates, sampled once per sampling recipe and cached; returns (candidates, sampling seconds)."""
     key = json.dumps(
         [
             recipe.prompts_sha256,
-            recipe.samples_per_prompt,
+            recipe.hints,
+            recipe.samples_per_hint,
             recipe.temperature,
             recipe.top_p,
             recipe.max_new_tokens,
             recipe.sample_seed,
             recipe.sample_batch_size,
-        ]
+        ],
+        sort_keys=True,
     )
-    path = HERE / ".cache" / f"samples-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl"
+    path = CACHE / f"candidates-{sha256_text(key)[:16]}.jsonl"
     if path.is_file():
-        return [json.loads(line) for line in path.read_text().splitlines()]
-    samples = sample_responses(model, tokenizer, prompts, recipe, device)
-    path.parent.mkdir(exist_ok=True)
+        return [json.loads(line) for line in path.read_text().splitlines()], 0.0
+    from explorer.demo import demo_base
+    from explorer.soup import load_base
+
+    start = time.time()
+    model, tokenizer = load_base(demo_base(), device=device, dtype="float32")
+    print(f"sampling {len(candidate_rows(prompts, recipe))} candidates for {len(prompts)} prompts", flush=True)
+    candidates = sample_candidates(model, tokenizer, prompts, recipe, device)
+    CACHE.mkdir(exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    tmp.write_text("".join(json.dumps(c) + "\n" for c in candidates))
     tmp.rename(path)
-    return samples
+    return candidates, time.time() - start
 
 
-def best_of_n(samples: list[dict], objective) -> tuple[list[dict], float, float]:
-    """The best-scoring sample per prompt (objective's direction), and the mean scores."""
+def distinct2(text: str) -> float:
+    """Distinct bigrams / bigrams of the response's words (1.0 for fewer than two words)."""
+    words = text.lower().split()
+    bigrams = list(zip(words, words[1:], strict=False))
+    return len(set(bigrams)) / len(bigrams) if bigrams else 1.0
+
+
+def annotate(candidates: list[dict]) -> None:
+    """Add every built-in objective's score, distinct-2 and word count to each candidate (in place)."""
+    from explorer.objectives import get_objective
+
+    prompts = [c["prompt"] for c in candidates]
+    responses = [c["response"] for c in candidates]
+    for name in ("positive", "concise", "readable", "relevant"):
+        for c, v in zip(candidates, get_objective(name).score(prompts, responses), strict=True):
+            c[name] = float(v)
+    for c in candidates:
+        c["distinct2"] = distinct2(c["response"])
+        c["words"] = len(c["response"].split())
+
+
+def guarded(c: dict, objective: str, median_relevance: float, recipe: Recipe) -> bool:
+    """Whether a candidate may be *chosen*: the guards against reward hacking (see the docstring)."""
+    import math
+
+    if c["words"] < recipe.min_words or c["distinct2"] < 0.8 or c["response"].count("!") > 2:
+        return False
+    if math.isnan(c[objective]) or c["relevant"] < median_relevance - recipe.relevance_slack:
+        return False
+    return not (objective == "concise" and not c["finished"])
+
+
+def make_pairs(candidates: list[dict], objective, recipe: Recipe) -> list[dict]:
+    """Per prompt: the best guarded candidate against the worst one, when they differ by the margin."""
     import numpy as np
 
-    scores = objective.score([s["prompt"] for s in samples], [s["response"] for s in samples])
-    best: dict[str, tuple[float, dict]] = {}
-    for s, v in zip(samples, scores, strict=True):
-        if not s["response"].strip() or np.isnan(v):
+    by_prompt: dict[str, list[dict]] = {}
+    for c in candidates:
+        if c["response"]:
+            by_prompt.setdefault(c["prompt"], []).append(c)
+    pairs = []
+    name, sign = objective.name, objective.sign
+    for prompt, group in by_prompt.items():
+        median_rel = float(np.median([c["relevant"] for c in group]))
+        ok = [c for c in group if guarded(c, name, median_rel, recipe)]
+        scored = [c for c in group if not np.isnan(c[name])]
+        if not ok or not scored:
             continue
-        key = objective.sign * v
-        if s["prompt"] not in best or key > best[s["prompt"]][0]:
-            best[s["prompt"]] = (key, s)
-    chosen = [s for _, s in best.values()]
-    chosen_mean = float(np.mean([objective.sign * k for k, _ in best.values()]))
-    return chosen, chosen_mean, float(np.nanmean(scores))
+        chosen = max(ok, key=lambda c: sign * c[name])
+        rejected = min(scored, key=lambda c: sign * c[name])
+        if sign * (chosen[name] - rejected[name]) >= recipe.min_margin:
+            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return pairs
 
 
-def sft(model, tokenizer, examples: list[dict], recipe: Recipe, device) -> tuple[object, int, float]:
-    """LoRA SFT on (prompt, response) pairs, loss on response tokens only. Returns (peft model, steps, last loss)."""
+def dpo_dataset(pairs: list[dict], tokenizer):
+    """A tokenized preference dataset: prompt_ids (chat template), chosen_ids/rejected_ids (+EOS if finished)."""
+    from datasets import Dataset
+
+    def ids(text: str, finished: bool) -> list[int]:
+        out = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return out + [tokenizer.eos_token_id] if finished else out
+
+    rows = []
+    for pair in pairs:
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": pair["prompt"]}], tokenize=False, add_generation_prompt=True
+        )
+        rows.append(
+            {
+                "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],
+                "chosen_ids": ids(pair["chosen"]["response"], pair["chosen"]["finished"]),
+                "rejected_ids": ids(pair["rejected"]["response"], pair["rejected"]["finished"]),
+            }
+        )
+    return Dataset.from_list(rows)
+
+
+def train_dpo(pairs: list[dict], recipe: Recipe, device, out_dir: Path) -> tuple[object, dict]:
+    """DPO with a LoRA on the base; returns the trained PEFT model and TRL's last logged metrics."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    from explorer.demo import demo_base
+    from explorer.soup import load_base
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        """DPOTrainer on an already tokenized dataset (TRL would append EOS to cut-off responses)."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
 
     torch.manual_seed(recipe.train_seed)
-    peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe.lora))
-    peft_model.train()
-    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=recipe.learning_rate)
-    encoded = [_encode_pair(tokenizer, e) for e in examples]
-    rng = random.Random(recipe.train_seed)
-    steps, loss_value = 0, float("nan")
-    for epoch in range(recipe.epochs):
-        rng.shuffle(encoded)
-        for start in range(0, len(encoded), recipe.batch_size):
-            ids, labels = _pad(
-                [e for e in encoded[start : start + recipe.batch_size]], tokenizer.pad_token_id
-            )
-            loss = peft_model(
-                input_ids=ids.to(device),
-                attention_mask=(labels != -200).to(device),
-                labels=labels.masked_fill(labels == -200, -100).to(device),
-            ).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            steps, loss_value = steps + 1, loss.item()
-        print(f"  epoch {epoch + 1}/{recipe.epochs}: loss {loss_value:.3f}", flush=True)
-    peft_model.eval()
-    return peft_model, steps, loss_value
-
-
-def _encode_pair(tokenizer, example: dict) -> tuple[list[int], list[int]]:
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": example["prompt"]}], tokenize=False, add_generation_prompt=True
+    random.seed(recipe.train_seed)
+    model, tokenizer = load_base(demo_base(), device=device, dtype="float32")
+    config = DPOConfig(
+        output_dir=str(out_dir),
+        num_train_epochs=recipe.epochs,
+        per_device_train_batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=5,
+        beta=recipe.beta,
+        loss_type=["sigmoid", "sft"],
+        loss_weights=[1.0, recipe.sft_weight],
+        precompute_ref_log_probs=True,
+        max_length=256,
+        seed=recipe.train_seed,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=device.type == "cpu",
+        bf16=False,
+        fp16=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        gradient_checkpointing=False,
     )
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    r_ids = tokenizer(example["response"], add_special_tokens=False)["input_ids"]
-    if example["finished"]:
-        r_ids = r_ids + [tokenizer.eos_token_id]
-    return p_ids + r_ids, [-100] * len(p_ids) + r_ids
-
-
-def _pad(batch, pad_id):
-    """Right-pad to one length; -200 marks padding in labels (turned into the attention mask)."""
-    import torch
-
-    width = max(len(ids) for ids, _ in batch)
-    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in batch])
-    labels = torch.tensor([lab + [-200] * (width - len(lab)) for _, lab in batch])
-    return ids, labels
+    trainer = PretokenizedDPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=dpo_dataset(pairs, tokenizer),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(task_type="CAUSAL_LM", **recipe.lora),
+    )
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    return trainer.model, {**(logs[-1] if logs else {}), "steps": trainer.state.global_step}
 
 
 def versions() -> dict:
+    import datasets
     import peft
     import torch
     import transformers
+    import trl
 
     return {
         "python": platform.python_version(),
         "torch": str(torch.__version__),
         "transformers": transformers.__version__,
         "peft": peft.__version__,
+        "trl": trl.__version__,
+        "datasets": datasets.__version__,
     }
 
 
+def adapters_dir() -> Path:
+    """Where the demo adapters live (explorer reads them from there)."""
+    from explorer import demo
+
+    return Path(demo.DEMO_ADAPTERS)
+
+
 def main(args: argparse.Namespace) -> None:
+    import numpy as np
     import torch
     import yaml
 
-    from explorer.adapters import file_sha256
-    from explorer.demo import demo_base
     from explorer.objectives import get_objective
-    from explorer.soup import load_base
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.manual_seed(0)
     prompts = read_prompts(PROMPTS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for name in args.objective:
         objective = get_objective(name)
         recipe = Recipe(
-            objective=name, prompts_sha256=file_sha256(PROMPTS), device=str(device), versions=versions()
+            objective=name,
+            prompts_sha256=sha256_text(PROMPTS.read_text()),
+            prompts=len(prompts),
+            min_margin=MARGINS.get(name, 0.0),
+            device=str(device),
+            threads=torch.get_num_threads(),
+            versions=versions(),
         )
+        candidates, recipe.sampling_wall_time_s = cached_candidates(prompts, recipe, device)
+        recipe.sampling_wall_time_s = round(recipe.sampling_wall_time_s, 1)
+        recipe.candidates_sha256 = sha256_text(json.dumps(candidates, sort_keys=True))
         start = time.time()
-        model, tokenizer = load_base(demo_base(), device=device, dtype="float32")
-        print(
-            f"[{name}] sampling {recipe.samples_per_prompt} responses for {len(prompts)} prompts", flush=True
+        annotate(candidates)
+        pairs = make_pairs(candidates, objective, recipe)
+        recipe.pairs = len(pairs)
+        recipe.pairs_sha256 = sha256_text(
+            json.dumps([[p["prompt"], p["chosen"]["response"], p["rejected"]["response"]] for p in pairs])
         )
-        samples = cached_samples(model, tokenizer, prompts, recipe, device)
-        chosen, recipe.best_mean_score, recipe.sample_mean_score = best_of_n(samples, objective)
+        recipe.chosen_mean_score = round(float(np.mean([p["chosen"][name] for p in pairs])), 4)
+        recipe.rejected_mean_score = round(float(np.mean([p["rejected"][name] for p in pairs])), 4)
         print(
-            f"[{name}] best-of-{recipe.samples_per_prompt} mean {recipe.best_mean_score:.3f} "
-            f"vs all samples {recipe.sample_mean_score:.3f}; training on {len(chosen)} pairs",
+            f"[{name}] {len(pairs)} pairs from {len(prompts)} prompts: chosen mean {recipe.chosen_mean_score}, "
+            f"rejected mean {recipe.rejected_mean_score}",
             flush=True,
         )
-        peft_model, recipe.steps, recipe.final_loss = sft(model, tokenizer, chosen, recipe, device)
-        out = HERE / "adapters" / name
-        peft_model.save_pretrained(out)
-        (out / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub says nothing about this adapter
+        work = CACHE / f"dpo-{name}"
+        model, metrics = train_dpo(pairs, recipe, device, work)
+        recipe.steps = int(metrics.get("steps", 0))
+        recipe.final_loss = round(float(metrics.get("loss", float("nan"))), 4)
+        recipe.final_reward_accuracy = round(float(metrics.get("rewards/accuracies", float("nan"))), 4)
         recipe.wall_time_s = round(time.time() - start, 1)
+        out = Path(args.out) / name if args.out else adapters_dir() / name
+        if out.exists():
+            shutil.rmtree(out)
+        model.save_pretrained(out)
+        (out / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub says nothing about this adapter
         (out / "recipe.yaml").write_text(yaml.safe_dump(asdict(recipe), sort_keys=False))
-        print(f"[{name}] wrote {out} in {recipe.wall_time_s:.0f} s", flush=True)
+        (out / "pairs.jsonl").write_text(
+            "".join(
+                json.dumps(
+                    {"prompt": p["prompt"], "chosen": p["chosen"]["response"], "rejected": p["rejected"]["response"]}
+                )
+                + "\n"
+                for p in pairs
+            )
+        )
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"[{name}] wrote {out} in {recipe.wall_time_s:.0f} s ({recipe.steps} steps)", flush=True)
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--objective", action="append", required=True, help="a built-in objective; repeatable")
+    p.add_argument("--out", default=None, help="write OUT/OBJECTIVE instead of explorer's demo adapter folder")
     return p
 
 

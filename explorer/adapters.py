@@ -211,7 +211,7 @@ def _factors(name: str, file: Path, state: dict[str, torch.Tensor], config: dict
                 f"{tuple(B.shape)}; expected (r, in) and (out, r) (convolutional LoRA is not supported)"
             )
         rank = A.shape[0]
-        alpha = float(alpha_pattern.get(get_pattern_key(alpha_pattern.keys(), module), default_alpha))
+        alpha = float(alpha_pattern.get(get_pattern_key(list(alpha_pattern), module), default_alpha))
         scale = alpha / math.sqrt(rank) if rslora else alpha / rank
         modules[module] = LoraModule(A=A, B=B, scale=scale)
     return modules

@@ -89,7 +89,7 @@ def read_config(path: str | Path) -> ModelOptions:
     known = {f.name for f in fields(ModelOptions)} - {"extra"}
     return ModelOptions(
         base=_resolve(here, data.get("base")),
-        adapters={str(k): _resolve(here, v) for k, v in adapters.items()},
+        adapters={str(k): str(_resolve(here, v)) for k, v in adapters.items()},
         device=data.get("device"),
         dtype=data.get("dtype"),
         allow_pickle=bool(data.get("allow_pickle", False)),

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,7 +73,7 @@ def demo_base(cache: Path | None = None, *, verbose: bool = True) -> Path:
 def _convert(gguf: Path, out: Path) -> None:
     """Dequantize the GGUF into a float32 safetensors model folder with its tokenizer."""
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The dequantized weights are plain tensors; drop the GGUF marker so that save_pretrained
     # writes (and from_pretrained later reads) an ordinary safetensors model.
     if hasattr(model.config, "quantization_config"):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,10 +61,10 @@ def auto_batch_size(soup: Soup, spec: GridSpec) -> int:
     (KV cache for prompt + new tokens and the last logits per row), at most 1024."""
     if soup.device.type != "cuda":
         return 64
-    cfg = soup.model.config
-    layers = getattr(cfg, "num_hidden_layers", 24)
-    heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", 16)
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    cfg: Any = soup.model.config
+    layers = int(getattr(cfg, "num_hidden_layers", 24))
+    heads = cfg.num_key_value_heads if getattr(cfg, "num_key_value_heads", None) else cfg.num_attention_heads
+    head_dim = cfg.head_dim if getattr(cfg, "head_dim", None) else cfg.hidden_size // cfg.num_attention_heads
     tokens = 512 + int(spec.sampling.max_new_tokens)
     itemsize = torch.finfo(soup.dtype).bits // 8
     per_row = 2 * layers * heads * head_dim * tokens * itemsize + 4 * cfg.vocab_size * 4

@@ -24,6 +24,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import peft
 import torch
@@ -110,7 +111,7 @@ def _write_adapter(soup: Soup, factors: Mapping[str, LoraModule], folder: Path) 
         tensors[f"base_model.model.{module}.lora_A.weight"] = f.A.to(dtype).contiguous()
         tensors[f"base_model.model.{module}.lora_B.weight"] = f.B.to(dtype).contiguous()
     save_file(tensors, folder / "adapter_model.safetensors")
-    peft_config(soup, factors).save_pretrained(folder)
+    peft_config(soup, factors).save_pretrained(str(folder))
 
 
 def _all_modules(soup: Soup):
@@ -120,10 +121,12 @@ def _all_modules(soup: Soup):
 def _write_merged(soup: Soup, weights: Mapping[str, float], folder: Path) -> None:
     if soup.base_path is None:
         raise SoupError("a merged export needs the soup's base model folder: load the soup with Soup.load")
-    model = AutoModelForCausalLM.from_pretrained(soup.base_path, dtype=soup.dtype)  # a fresh copy, on the CPU
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        soup.base_path, dtype=soup.dtype
+    )  # a fresh copy, on the CPU
     with torch.no_grad():
         for module in soup.target_modules:
-            layer = model.get_submodule(module)
+            layer: Any = model.get_submodule(module)
             delta = soup.delta(module, weights)  # (out, in) float64
             if isinstance(layer, Conv1D):
                 delta = delta.T

@@ -94,7 +94,9 @@ def paired_bootstrap(
     return np.asarray(ci.low), np.asarray(ci.high), np.asarray(result.bootstrap_distribution)
 
 
-def hypervolume(values: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> float:
+def hypervolume(
+    values: np.ndarray, directions: Sequence[str], reference: Sequence[float] | np.ndarray
+) -> float:
     """The volume of objective space dominated by ``values`` (n, k) and bounded by ``reference`` (k,).
 
     ``reference`` is in the objectives' own units and directions (a point every mix should

@@ -234,6 +234,8 @@ def python_scorer(spec: str) -> Scorer:
             if not path.is_file():
                 raise SoupError(f"objective {spec!r}: file {path} does not exist")
             module_spec = importlib.util.spec_from_file_location(f"explorer_user_{path.stem}", path)
+            if module_spec is None or module_spec.loader is None:
+                raise SoupError(f"objective {spec!r}: {path} cannot be imported as a Python module")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[module_spec.name] = module
             module_spec.loader.exec_module(module)

@@ -97,7 +97,7 @@ class PairedGumbel(LogitsProcessor):
         self.keys = keys  # (B,) int64
         self.prompt_length = prompt_length
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:  # type: ignore[override]
         step = input_ids.shape[1] - self.prompt_length
         # argmax(logits + G) is a sample of softmax(logits); -inf (cut by top-p) stays -inf
         return scores.float() + gumbel_noise(self.keys, step, scores.shape[-1], device=scores.device)

@@ -262,7 +262,7 @@ def load_base(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dt)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dt)
     except (OSError, ValueError) as err:
         raise SoupError(f"cannot load the base model from {folder}: {err}") from err
     model.to(dev).eval()

@@ -8,10 +8,13 @@ import zipfile
 import numpy as np
 import pytest
 
+from explorer.app import shared_engine
 from explorer.app.compare import highlight_differences
 from explorer.app.engine import Engine
 from explorer.app.state import MAX_PINS, Session, rescale_on_simplex
+from explorer.config import ModelOptions
 from explorer.objectives import BUILTINS, Objective
+from explorer.options import AppOptions
 from explorer.sampling import SamplingConfig, generate
 from explorer.soup import Soup
 from tests.tiny import LETTERS, write_tiny_soup
@@ -57,6 +60,17 @@ def test_free_mode_allows_extrapolation(session):
     session.simplex = False
     session.set_weight("helpful", 1.8)
     assert session.weights["helpful"] == 1.8 and sum(session.weights.values()) != pytest.approx(1.0)
+
+
+def test_back_on_the_simplex_projects_the_mix(session):
+    session.simplex = False
+    session.weights = {"helpful": 1.5, "concise": -0.5, "positive": 0.5}
+    session.simplex = True  # the state projects the mix; no view is involved
+    assert session.weights == pytest.approx({"helpful": 0.75, "concise": 0.0, "positive": 0.25})
+    session.simplex = False
+    session.weights = {"helpful": -1.0, "concise": 0.0, "positive": -2.0}
+    session.simplex = True
+    assert session.weights == pytest.approx({"helpful": 1 / 3, "concise": 1 / 3, "positive": 1 / 3})
 
 
 def test_live_response_equals_the_batched_engine(engine, session):
@@ -181,9 +195,12 @@ def test_cancel_a_grid(engine):
 
 
 def test_export_zip_holds_a_loadable_adapter(engine, session, tmp_path):
-    from peft import PeftConfig
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
 
-    data = engine.export_zip(dict(session.weights))
+    mix = {"helpful": 0.6, "concise": -0.3, "positive": 0.7}
+    data = engine.export_zip(mix)
     with zipfile.ZipFile(io.BytesIO(data.getvalue())) as zf:
         names = zf.namelist()
         zf.extractall(tmp_path)
@@ -191,5 +208,33 @@ def test_export_zip_holds_a_loadable_adapter(engine, session, tmp_path):
     assert {"adapter_config.json", "adapter_model.safetensors", "recipe.yaml"} <= {
         p.name for p in folder.iterdir()
     }
-    assert PeftConfig.from_pretrained(folder).peft_type == "LORA"
+    base = AutoModelForCausalLM.from_pretrained(engine.soup.base_path, dtype=torch.float64)
+    loaded = PeftModel.from_pretrained(base, folder).eval()  # loads, and is the mix
+    ids = torch.randint(3, len(engine.soup.tokenizer), (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), engine.soup.mixed(mix):
+        expected = engine.soup.model(input_ids=ids).logits
+        assert torch.allclose(loaded(input_ids=ids).logits, expected, rtol=1e-9, atol=1e-9)
     assert any(engine.export_dir.iterdir())  # also kept in the export folder
+
+
+def test_shared_engine_loads_once_per_options_with_the_cli_objective_rule(llama_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    base, adapters = llama_files
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Why is the sky blue?\nWrite a story\nReview the phone\n")
+    options = ModelOptions(base=str(base), adapters={n: str(p) for n, p in adapters.items()}, device="cpu")
+    app = AppOptions(prompts_file=str(prompts), grid_prompts=2, resolution=2)
+    first = shared_engine(options, app)
+    try:
+        assert shared_engine(options, app) is first  # one model per process for the same options
+        # no --objective: the adapters named after built-in objectives, as in the CLI
+        assert [o.name for o in first.objectives] == ["concise", "positive"]
+        assert first.prompts == ["Why is the sky blue?", "Write a story", "Review the phone"]
+        assert first.grid_prompts == first.prompts[:2]
+        other = shared_engine(
+            options, AppOptions(prompts_file=str(prompts), objectives=("readable", "concise"))
+        )
+        assert other is not first and [o.name for o in other.objectives] == ["readable", "concise"]
+        other.soup.close()
+    finally:
+        first.soup.close()

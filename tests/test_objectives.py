@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -100,7 +101,10 @@ def test_a_scorer_failing_on_one_response_gives_nan_and_warns_once():
     with pytest.warns(RuntimeWarning, match="objective 'fragile_test' failed"):
         scores = obj.score(["p"] * 3, ["ab", "", "abcd"])
     assert scores[0] == 0.5 and math.isnan(scores[1]) and scores[2] == 0.25
-    obj.score(["p"], [""])  # a second failure does not warn again (pytest would fail on an unexpected error)
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")  # a warning that is raised at all is recorded
+        assert math.isnan(obj.score(["p"], [""])[0])
+    assert [str(w.message) for w in again if "fragile_test" in str(w.message)] == []  # warned once only
 
 
 def test_objective_names_must_differ():

@@ -143,7 +143,7 @@ class Session(param.Parameterized):
         self._cancel.set()
         if self._engine_watcher is not None:
             self.engine.param.unwatch(self._engine_watcher)
-            self._engine_watcher: param.parameterized.Watcher | None = None
+            self._engine_watcher = None
         if wait is not None and self._worker is not None:
             self._worker.join(wait)
 

@@ -44,7 +44,7 @@ def _fmt(value) -> str:
 class MixControls(Viewer):
     """One slider per adapter, the simplex/free switch, the prompt and the decoding settings."""
 
-    session = param.ClassSelector(class_=Session)
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -140,7 +140,7 @@ class MixControls(Viewer):
 class ResponseView(Viewer):
     """The live response, its scores, and the time from slider release to the first token."""
 
-    session = param.ClassSelector(class_=Session)
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
     def __panel__(self):
         s = self.session
@@ -182,7 +182,7 @@ class ResponseView(Viewer):
 class FrontierView(Viewer):
     """Grid mixes in objective space: the Pareto front, the current mix, pinned mixes; tap loads a mix."""
 
-    session = param.ClassSelector(class_=Session)
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -309,7 +309,7 @@ class FrontierView(Viewer):
 class SimplexView(Viewer):
     """With three adapters: the grid and the current mix on the weight triangle."""
 
-    session = param.ClassSelector(class_=Session)
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
     @staticmethod
     def _xy(w):
@@ -359,7 +359,7 @@ class SimplexView(Viewer):
 class GridControls(Viewer):
     """Start and cancel the background grid; its progress."""
 
-    session = param.ClassSelector(class_=Session)
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
     def __panel__(self):
         s, e = self.session, self.session.engine
@@ -399,7 +399,7 @@ class GridControls(Viewer):
 class CompareView(Viewer):
     """Pinned mixes side by side; words that differ from the reference column are highlighted."""
 
-    session = param.ClassSelector(class_=Session)
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
     def _columns(self, pinned, reference):
         s = self.session
@@ -450,7 +450,7 @@ class CompareView(Viewer):
 class ExportView(Viewer):
     """Export the current mix (written to the export folder) and download it as a zip."""
 
-    session = param.ClassSelector(class_=Session)
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
     def __panel__(self):
         s = self.session

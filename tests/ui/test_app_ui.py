@@ -169,21 +169,31 @@ def test_start_and_cancel_a_grid(page, app, demo_engine):
     assert explorer.session.message == ""
 
 
-def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, tmp_path):
-    from peft import PeftConfig
+def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, demo_engine, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
 
-    open_app(page, app)
+    explorer = open_app(page, app)
     with page.expect_download(timeout=TIMEOUT) as info:
         page.get_by_role("button", name="Export and download (zip)").click()
     data = info.value.path().read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         zf.extractall(tmp_path)
         top = zf.namelist()[0].split("/")[0]
-    assert PeftConfig.from_pretrained(tmp_path / top).peft_type == "LORA"
     assert (tmp_path / top / "recipe.yaml").is_file()
+    soup = demo_engine.soup
+    base = AutoModelForCausalLM.from_pretrained(soup.base_path, dtype=torch.float32)
+    loaded = PeftModel.from_pretrained(base, tmp_path / top).eval()  # loads, and is the session's mix
+    ids = soup.tokenizer(["Give me one tip for sleeping better."], return_tensors="pt")["input_ids"]
+    with torch.no_grad(), soup.lock, soup.mixed(explorer.session.weights):
+        expected = soup.model(input_ids=ids).logits
+        assert (loaded(input_ids=ids).logits - expected).abs().max() < 1e-3 * expected.abs().max()
 
 
-def test_two_sessions_share_one_model(browser, app, demo_engine):
+def test_two_sessions_share_one_model_and_keep_their_own_mixes(browser, app, demo_engine):
+    from explorer.sampling import generate
+
     factory, made = app
     pages = [browser.new_page(), browser.new_page()]
     _, port = serve_component(pages[0], factory)
@@ -195,8 +205,16 @@ def test_two_sessions_share_one_model(browser, app, demo_engine):
             pages[1],
             timeout=TIMEOUT,
         )
-    assert made[0].engine is made[1].engine and made[0].engine.soup is made[1].engine.soup
-    assert made[0].session is not made[1].session
+    a, b = made[0].session, made[1].session
+    names = list(a.weights)
+    a.weights = {n: float(n == names[0]) for n in names}
+    assert b.weights != a.weights  # one session's sliders do not move the other's
+    b.weights = {n: float(n == names[1]) for n in names}
+    first, second = a.regenerate(), b.regenerate()  # at the same time, on the one model
+    first.join()
+    second.join()
+    for s in (a, b):  # each got its own mix's response: the model's weights never changed under it
+        assert s.response == generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
     for p in pages:
         p.close()
 

@@ -31,6 +31,8 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from explorer.errors import SoupError
 
@@ -266,8 +268,6 @@ def reward_model_scorer(folder: str | Path, *, batch_size: int = 16) -> Scorer:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise SoupError(f"reward model folder {path} has no config.json: give a Hugging Face model folder")
-    from transformers import AutoConfig
-
     config = AutoConfig.from_pretrained(path)
     architectures = config.architectures or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
@@ -278,9 +278,6 @@ def reward_model_scorer(folder: str | Path, *, batch_size: int = 16) -> Scorer:
     state: dict = {}
 
     def score(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         if not state:
             state["tok"] = AutoTokenizer.from_pretrained(path)
             state["model"] = AutoModelForSequenceClassification.from_pretrained(path).eval()

@@ -7,6 +7,7 @@ updates to the session's page.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -260,6 +261,25 @@ class Session(param.Parameterized):
             )
         if measured is not None and request == self._generation:
             self.measured = measured
+
+    # ------------------------------------------------------------------------------------------
+    # the shared grid and export
+
+    def start_grid(self) -> None:
+        """Compute the frontier with this session's decoding; a refusal is shown as a message."""
+        try:
+            self.engine.start_grid(self.sampling)
+        except Exception as err:
+            self.message = str(err)
+
+    def export_zip(self) -> io.BytesIO | None:
+        """Export the current mix in the chosen format, zipped for a download (None when it fails)."""
+        try:
+            rank = self.export_rank if self.export_format == "lowrank" else None
+            return self.engine.export_zip(dict(self.weights), format=self.export_format, rank=rank)
+        except Exception as err:
+            self.message = f"export failed: {err}"
+            return None
 
     # ------------------------------------------------------------------------------------------
     # pinned mixes

@@ -366,13 +366,7 @@ class GridControls(Viewer):
         start = pn.widgets.Button(name="Compute frontier", button_type="success")
         cancel = pn.widgets.Button(name="Cancel grid", button_type="warning")
 
-        def on_start(event):
-            try:
-                e.start_grid(s.sampling)
-            except Exception as err:
-                s.message = str(err)
-
-        start.on_click(on_start)
+        start.on_click(lambda event: s.start_grid())
         cancel.on_click(lambda event: e.cancel_grid())
         progress = pn.indicators.Progress(
             value=pn.bind(lambda fraction: int(round(1000 * fraction)), s.param.grid_progress),
@@ -455,16 +449,8 @@ class ExportView(Viewer):
     def __panel__(self):
         s = self.session
 
-        def make_zip():
-            try:
-                rank = s.export_rank if s.export_format == "lowrank" else None
-                return s.engine.export_zip(dict(s.weights), format=s.export_format, rank=rank)
-            except Exception as err:
-                s.message = f"export failed: {err}"
-                return None
-
         download = pn.widgets.FileDownload(
-            callback=make_zip,
+            callback=s.export_zip,
             filename="mix.zip",
             label="Export and download (zip)",
             button_type="primary",

@@ -238,3 +238,14 @@ def test_shared_engine_loads_once_per_options_with_the_cli_objective_rule(llama_
         other.soup.close()
     finally:
         first.soup.close()
+
+
+def test_the_grid_progress_bar_follows_the_state(session):
+    import panel as pn
+
+    from explorer.app.views import GridControls
+
+    layout = GridControls(session=session).__panel__()
+    bar = next(o for o in layout.objects if isinstance(o, pn.indicators.Progress))
+    session.grid_progress = 0.42  # a state change only: no bind returning "" drives the bar
+    assert bar.value == 420

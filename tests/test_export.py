@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from explorer.cli import main
 from explorer.errors import SoupError
 from explorer.export import export_mix, mixed_factors, truncate
+from tests.tiny import relative_error as rel
 
 MIX = {"helpful": 0.7, "concise": -0.4, "positive": 1.3}
 RTOL = 1e-9
@@ -26,10 +27,6 @@ def inputs(soup):
 def soup_logits(soup, ids, mix=MIX):
     with soup.mixed(mix), torch.no_grad():
         return soup.model(input_ids=ids).logits
-
-
-def rel(a, b):
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def test_adapter_export_loads_in_peft_and_equals_the_soup(tiny_files, soup64, tmp_path):

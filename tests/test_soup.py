@@ -10,6 +10,7 @@ from transformers.pytorch_utils import Conv1D
 
 from explorer.sampling import encode_prompts, generate
 from explorer.soup import Soup
+from tests.tiny import relative_error
 
 # Every row of one batch gets its own mix: simplex points, negative, > 1, zero, one-hot.
 MIXES = [
@@ -44,10 +45,6 @@ def merged_copy(soup: Soup, base, mix: dict[str, float]) -> torch.nn.Module:
             delta = soup.delta(name, mix)  # (out, in)
             module.weight += delta.T if isinstance(module, Conv1D) else delta
     return model
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def batch_inputs(soup: Soup, rows: int) -> dict[str, torch.Tensor]:

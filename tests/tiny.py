@@ -138,3 +138,8 @@ def letters(prompts, responses) -> list[float]:
 
 
 LETTERS = Objective("letters", letters)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|: how far ``a`` is from the reference ``b``."""
+    return ((a - b).abs().max() / b.abs().max()).item()

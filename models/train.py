@@ -60,7 +60,9 @@ class Recipe:
     prompts: int = 0
     # candidates
     hints: dict = field(default_factory=lambda: dict(HINTS))
-    samples_per_hint: dict = field(default_factory=lambda: {"plain": 1, "concise": 2, "positive": 2, "readable": 2})
+    samples_per_hint: dict = field(
+        default_factory=lambda: {"plain": 1, "concise": 2, "positive": 2, "readable": 2}
+    )
     temperature: float = 0.7
     top_p: float = 0.95
     max_new_tokens: int = 128
@@ -173,7 +175,9 @@ def cached_candidates(prompts: list[str], recipe: Recipe, device) -> tuple[list[
 
     start = time.time()
     model, tokenizer = load_base(demo_base(), device=device, dtype="float32")
-    print(f"sampling {len(candidate_rows(prompts, recipe))} candidates for {len(prompts)} prompts", flush=True)
+    print(
+        f"sampling {len(candidate_rows(prompts, recipe))} candidates for {len(prompts)} prompts", flush=True
+    )
     candidates = sample_candidates(model, tokenizer, prompts, recipe, device)
     CACHE.mkdir(exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -390,7 +394,11 @@ def main(args: argparse.Namespace) -> None:
         (out / "pairs.jsonl").write_text(
             "".join(
                 json.dumps(
-                    {"prompt": p["prompt"], "chosen": p["chosen"]["response"], "rejected": p["rejected"]["response"]}
+                    {
+                        "prompt": p["prompt"],
+                        "chosen": p["chosen"]["response"],
+                        "rejected": p["rejected"]["response"],
+                    }
                 )
                 + "\n"
                 for p in pairs
@@ -403,7 +411,9 @@ def main(args: argparse.Namespace) -> None:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--objective", action="append", required=True, help="a built-in objective; repeatable")
-    p.add_argument("--out", default=None, help="write OUT/OBJECTIVE instead of explorer's demo adapter folder")
+    p.add_argument(
+        "--out", default=None, help="write OUT/OBJECTIVE instead of explorer's demo adapter folder"
+    )
     return p
 
 

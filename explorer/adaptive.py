@@ -46,7 +46,9 @@ def _signs(directions: Sequence[str], k: int) -> np.ndarray:
     return np.array([1.0 if d == MAXIMIZE else -1.0 for d in directions])
 
 
-def hypervolume(means: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> float:
+def hypervolume(
+    means: np.ndarray, directions: Sequence[str], reference: Sequence[float] | np.ndarray
+) -> float:
     """Hypervolume of ``means`` (M, K) against ``reference`` (K,), both in the objectives' own
     units: the same quantity as ``explorer.frontier.hypervolume``, by moocore (fast for
     hundreds of mixes). Rows with NaN, and rows not better than the reference everywhere, add nothing."""
@@ -259,8 +261,8 @@ def refine(
         )
         if on_round is not None:
             on_round(result)
-        room = min(batch, budget - len(result.weights))
-        mixes = propose(result.weights, result.means, directions, room, min_step=min_step) if room > 0 else []
+        room = min(batch, budget - len(result.weights))  # propose returns none when room <= 0
+        mixes = propose(result.weights, result.means, directions, room, min_step=min_step)
         if len(mixes) == 0:
             return result
         result.weights = np.concatenate([result.weights, mixes])

@@ -364,10 +364,9 @@ def pick_constrained(
         raise SoupError(
             f"give exactly one objective to maximize or minimize, got maximize={maximize!r}, minimize={minimize!r}"
         )
-    target = maximize if maximize is not None else minimize
+    sense, target = ("maximize", maximize) if maximize is not None else ("minimize", str(minimize))
     k = m.index_of(target)
     constraints = _constraints(m, where)
-    sense = "maximize" if maximize is not None else "minimize"
     rule = f"{sense} {target}{_where_text(constraints, bound)}"
     valid = m.valid
     if not valid.any():
@@ -410,7 +409,7 @@ def _infeasible(
     total[~valid] = np.inf
     closest = None
     parts = ", ".join(f"{c} excludes {excluded[str(c)]}" for c in constraints)
-    worst = max(excluded, key=excluded.get)
+    worst = max(excluded, key=lambda c: excluded[c])
     message = f"no measured mix meets {rule}: of {n} measured mixes, {parts}"
     if np.isfinite(total).any():
         near = total <= np.min(total) + _TIE

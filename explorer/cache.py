@@ -61,10 +61,15 @@ def soup_fingerprint(soup: Soup) -> dict:
 
 def cache_key(soup: Soup, spec: GridSpec) -> str:
     """A hex key of everything that determines the results of ``spec`` on ``soup``."""
+    return key_of(soup_fingerprint(soup), soup.names, spec)
+
+
+def key_of(fingerprint: dict, names: Sequence[str], spec: GridSpec) -> str:
+    """``cache_key`` from a soup's fingerprint and adapter names (a soup loaded elsewhere: a Ray worker)."""
     payload = {
         "format": FORMAT_VERSION,
-        "soup": soup_fingerprint(soup),
-        "adapters": list(soup.names),
+        "soup": fingerprint,
+        "adapters": list(names),
         "mixes": np.round(np.asarray(spec.mixes, dtype=np.float64), 12).tolist(),
         "prompts": list(spec.prompts),
         "samples": int(spec.samples),

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import xarray as xr
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from explorer.cache import RunFiles, cache_key, soup_fingerprint
+from explorer.cache import RunFiles, key_of, soup_fingerprint
 from explorer.errors import SoupError
 from explorer.grid import GridSpec
 from explorer.results import done_mask, empty_results, fill_rows, summarize
 from explorer.sampling import encode_prompts, generate
 from explorer.soup import Soup
+
+Row = tuple[int, int, int]  # (mix, prompt, sample)
 
 
 class Cancelled(Exception):
@@ -41,6 +43,7 @@ class Progress:
     chunks_total: int
     elapsed_s: float
     resumed_rows: int = 0  # rows taken from a previous, cancelled run
+    workers_alive: int | None = None  # Ray workers that can take a chunk (None: this process)
 
     @property
     def fraction(self) -> float:
@@ -73,13 +76,115 @@ def auto_batch_size(soup: Soup, spec: GridSpec) -> int:
 
 
 class _CancelCriteria(StoppingCriteria):
-    def __init__(self, event: threading.Event):
-        self.event = event
+    """Stops generation (raises ``Cancelled``) at the first step where ``is_set()`` is true."""
+
+    def __init__(self, is_set: Callable[[], bool]):
+        self.is_set = is_set
 
     def __call__(self, input_ids, scores, **kwargs):
-        if self.event.is_set():
+        if self.is_set():
             raise Cancelled
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def cancel_criteria(is_set: Callable[[], bool]) -> StoppingCriteriaList:
+    """Stopping criteria for ``generate`` that raise ``Cancelled`` as soon as ``is_set()`` is true."""
+    return StoppingCriteriaList([_CancelCriteria(is_set)])
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One generated and scored chunk, row by row."""
+
+    texts: list[str]
+    n_tokens: list[int]
+    finished: list[bool]
+    scores: np.ndarray  # (rows, K)
+
+
+def run_chunk(
+    soup: Soup, spec: GridSpec, chunk: Sequence[Row], stop: StoppingCriteriaList | None = None
+) -> ChunkResult:
+    """Generate the rows ``chunk`` of ``spec`` as one batch and score them by every objective."""
+    prompts = [spec.prompts[p] for _, p, _ in chunk]
+    out = generate(
+        soup,
+        prompts,
+        torch.as_tensor(np.asarray(spec.mixes)[[mi for mi, _, _ in chunk]]),
+        config=spec.sampling,
+        sample_ids=[si for _, _, si in chunk],
+        stopping_criteria=stop,
+    )
+    scores = np.stack([o.score(prompts, out.texts) for o in spec.objectives], axis=1)  # (rows, K)
+    return ChunkResult(
+        list(out.texts), [len(t) for t in out.token_ids], [bool(f) for f in out.finished], scores
+    )
+
+
+class ChunkExecutor(Protocol):
+    """Where a grid's chunks are generated and scored: this process (``LocalExecutor``) or Ray
+    workers (``explorer.distributed.RayExecutor``). The run loop (``run_grid``) keeps the
+    journal, the cache and the results, whichever executor runs the chunks."""
+
+    names: tuple[str, ...]
+
+    def fingerprint(self) -> dict:
+        """The soup's fingerprint (``explorer.cache.soup_fingerprint``) where the chunks run."""
+        ...
+
+    def plan(self, spec: GridSpec) -> list[Row]:
+        """Every row of ``spec`` in generation order (``plan_rows``)."""
+        ...
+
+    def batch_size(self, spec: GridSpec) -> int:
+        """Rows per chunk when none is given."""
+        ...
+
+    def workers_alive(self) -> int | None:
+        """Workers that can take a chunk (None: this process)."""
+        ...
+
+    def run(
+        self, spec: GridSpec, chunks: Sequence[Sequence[Row]], cancel: threading.Event | None
+    ) -> Iterator[tuple[int, ChunkResult]]:
+        """Yield ``(chunk index, result)`` as chunks finish, in any order; stop early (within
+        one chunk) once ``cancel`` is set."""
+        ...
+
+
+class LocalExecutor:
+    """Runs the chunks one after the other on a soup in this process."""
+
+    def __init__(self, soup: Soup, stopping_criteria: Sequence[StoppingCriteria] = ()):
+        self.soup = soup
+        self.names = soup.names
+        self.extra = list(stopping_criteria)  # run at every decode step, after the cancel check
+
+    def fingerprint(self) -> dict:
+        return soup_fingerprint(self.soup)
+
+    def plan(self, spec: GridSpec) -> list[Row]:
+        return plan_rows(self.soup.tokenizer, spec)
+
+    def batch_size(self, spec: GridSpec) -> int:
+        return auto_batch_size(self.soup, spec)
+
+    def workers_alive(self) -> int | None:
+        return None
+
+    def run(
+        self, spec: GridSpec, chunks: Sequence[Sequence[Row]], cancel: threading.Event | None
+    ) -> Iterator[tuple[int, ChunkResult]]:
+        stop = cancel_criteria(cancel.is_set) if cancel is not None else StoppingCriteriaList()
+        stop.extend(self.extra)
+        for c, chunk in enumerate(chunks):
+            if cancel is not None and cancel.is_set():
+                return
+            try:
+                result = run_chunk(self.soup, spec, chunk, stop or None)
+            except Cancelled:
+                return
+            yield c, result
 
 
 def evaluate_grid(
@@ -90,6 +195,7 @@ def evaluate_grid(
     cache: Path | str | None = None,
     cancel: threading.Event | None = None,
     on_chunk: Callable[[xr.Dataset, Progress], None] | None = None,
+    stopping_criteria: Sequence[StoppingCriteria] = (),
 ) -> xr.Dataset:
     """Generate and score every (mix, prompt, sample) of ``spec``; returns the summarized dataset.
 
@@ -97,55 +203,66 @@ def evaluate_grid(
     finished run is read back at once and a cancelled one resumes. ``cancel`` stops the run
     within one generation step; the chunks finished so far are kept (on disk with ``cache``),
     and the returned dataset has ``attrs["complete"] == 0``. ``on_chunk(partial, progress)``
-    is called after every chunk with the summarized partial results.
+    is called after every chunk with the summarized partial results. ``stopping_criteria`` run at
+    every decode step of a chunk (the app lets interactive requests go first there).
     """
+    return run_grid(
+        LocalExecutor(soup, stopping_criteria),
+        spec,
+        batch_size=batch_size,
+        cache=cache,
+        cancel=cancel,
+        on_chunk=on_chunk,
+    )
+
+
+def run_grid(
+    executor: ChunkExecutor,
+    spec: GridSpec,
+    *,
+    batch_size: int | None = None,
+    cache: Path | str | None = None,
+    cancel: threading.Event | None = None,
+    on_chunk: Callable[[xr.Dataset, Progress], None] | None = None,
+) -> xr.Dataset:
+    """``evaluate_grid`` with the chunks run by ``executor``: the same chunks, journal, cache key
+    and results whichever executor runs them and in whatever order the chunks finish."""
     start = time.time()
-    batch = int(batch_size or auto_batch_size(soup, spec))
+    batch = int(batch_size or executor.batch_size(spec))
     if batch < 1:
         raise SoupError(f"batch size must be at least 1, got {batch}")
-    key = cache_key(soup, spec)
+    fingerprint = executor.fingerprint()
+    key = key_of(fingerprint, executor.names, spec)
     files = RunFiles(cache, key) if cache is not None else None
     if files is not None and (finished := files.finished()) is not None:
         if on_chunk is not None:
             n = int(done_mask(finished).size)
             on_chunk(finished, Progress(n, n, 1, 1, time.time() - start, resumed_rows=n))
         return finished
-    ds = empty_results(spec, adapters=soup.names, fingerprint=soup_fingerprint(soup))
+    ds = empty_results(spec, adapters=executor.names, fingerprint=fingerprint)
     ds.attrs["cache_key"] = key
     resumed = files.resume(ds) if files is not None else 0
     done = done_mask(ds)
-    rows = [r for r in plan_rows(soup.tokenizer, spec) if not done[r]]
+    rows = [r for r in executor.plan(spec) if not done[r]]
     chunks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
     total = int(done.size)
-    stop = StoppingCriteriaList([_CancelCriteria(cancel)]) if cancel is not None else None
-    complete = True
-    for c, chunk in enumerate(chunks):
-        if cancel is not None and cancel.is_set():
-            complete = False
-            break
-        prompts = [spec.prompts[p] for _, p, _ in chunk]
-        try:
-            out = generate(
-                soup,
-                prompts,
-                torch.as_tensor(np.asarray(spec.mixes)[[mi for mi, _, _ in chunk]]),
-                config=spec.sampling,
-                sample_ids=[si for _, _, si in chunk],
-                stopping_criteria=stop,
-            )
-        except Cancelled:
-            complete = False
-            break
-        scores = np.stack([o.score(prompts, out.texts) for o in spec.objectives], axis=1)  # (rows, K)
-        n_tokens = [len(t) for t in out.token_ids]
-        fill_rows(ds, chunk, out.texts, n_tokens, out.finished, scores)
+    for finished_chunks, (c, out) in enumerate(executor.run(spec, chunks, cancel), start=1):
+        chunk = chunks[c]
+        fill_rows(ds, chunk, out.texts, out.n_tokens, out.finished, out.scores)
         if files is not None:
-            files.append(chunk, out.texts, n_tokens, out.finished, scores)
+            files.append(chunk, out.texts, out.n_tokens, out.finished, out.scores)
         if on_chunk is not None:
-            rows_done = int(done_mask(ds).sum())
-            on_chunk(
-                summarize(ds), Progress(rows_done, total, c + 1, len(chunks), time.time() - start, resumed)
+            progress = Progress(
+                int(done_mask(ds).sum()),
+                total,
+                finished_chunks,
+                len(chunks),
+                time.time() - start,
+                resumed,
+                executor.workers_alive(),
             )
+            on_chunk(summarize(ds), progress)
+    complete = bool(done_mask(ds).all())
     ds.attrs["complete"] = int(complete)
     ds = summarize(ds)
     if complete and files is not None:

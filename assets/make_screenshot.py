@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> None:
     from explorer.sampling import SamplingConfig
 
     engine = shared_engine(app=AppOptions(grid_prompts=args.grid_prompts, resolution=args.resolution))
-    if engine.results is None:
+    if engine.grid_for(engine.grid_spec(SamplingConfig())) is None:
         print("computing the frontier (cached for next time)...", flush=True)
         engine.start_grid(SamplingConfig())
         engine.wait_grid()

@@ -94,6 +94,6 @@ def prepare_app(options: ModelOptions, app: AppOptions) -> AppSetup:
         grid_prompts=tuple(held[: app.grid_prompts]),
         resolution=app.resolution,
         grid_batch_size=app.grid_batch_size,
-        export_dir=Path(app.export_dir) if app.export_dir else Path.cwd() / "exports",
+        export_dir=Path(app.export_dir).expanduser() if app.export_dir else cache_dir() / "exports",
         cache_dir=cache_dir() / "frontiers",
     )

@@ -71,7 +71,7 @@ class AppOptions:
     grid_prompts: int = 16  # prompts in the app's grid
     resolution: int = 5  # the app grid's simplex steps of 1/K
     grid_batch_size: int = 8  # rows per grid chunk: small keeps the sliders responsive while a grid runs
-    export_dir: str | None = None  # None: ./exports
+    export_dir: str | None = None  # None: exports/ in the user cache folder (never the current directory)
 
     def __post_init__(self) -> None:
         for name in ("grid_prompts", "resolution", "grid_batch_size"):
@@ -115,7 +115,11 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         help=f"rows per grid chunk; small keeps sliders responsive while a grid runs "
         f"(default {defaults.grid_batch_size})",
     )
-    p.add_argument("--export-dir", metavar="DIR", help="where exports are written (default ./exports)")
+    p.add_argument(
+        "--export-dir",
+        metavar="DIR",
+        help="where the app writes exports (default: exports/ in the cache folder, $PSE_CACHE_DIR or ~/.cache/pareto-soup-explorer)",
+    )
     p.add_argument("--port", type=int, default=5006)
     p.add_argument(
         "--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 import zipfile
 
 import numpy as np
@@ -122,8 +124,9 @@ def test_pins_compare_and_refresh(session):
         session.pin()
     assert len(session.pinned) == 3
     session.prompt = "Write a story"
-    session.refresh_pins()
+    session.refresh_pins(wait=True)
     for p in session.pinned:
+        assert p["prompt"] == "Write a story" and not p["partial"]
         assert (
             p["response"]
             == generate(session.engine.soup, ["Write a story"], p["weights"], config=session.sampling).texts[
@@ -132,9 +135,88 @@ def test_pins_compare_and_refresh(session):
         )
     session.unpin(1)
     assert len(session.pinned) == 2
-    for _ in range(MAX_PINS):
+    for value in (0.2, 0.3, 0.4, 0.6, 0.7):
+        session.set_weight("positive", value)
+        session.regenerate(wait=True)
         session.pin()
     assert len(session.pinned) == MAX_PINS and "at most 6" in session.message
+
+
+def test_a_response_is_labelled_with_what_produced_it_and_goes_stale(session):
+    session.simplex = False
+    session.set_weight("positive", 2.0)
+    session.regenerate(wait=True)
+    assert session.response_for["weights"]["positive"] == 2.0 and not session.stale
+    session.prompt = "Write a story"  # a prompt edit: the response is marked stale
+    assert session.stale and session.response_for["prompt"] != "Write a story"
+    session.regenerate(wait=True)
+    assert not session.stale
+    session.simplex = True  # projects the mix and regenerates for it
+    session._worker.join(60)
+    assert session.response_for["weights"] == pytest.approx(session.weights)
+    assert (
+        session.response
+        == generate(session.engine.soup, [session.prompt], session.weights, config=session.sampling).texts[0]
+    )
+
+
+def test_pins_keep_their_prompt_refuse_duplicates_and_wait_for_a_streaming_response(session):
+    session.regenerate(wait=True)
+    session.pin()
+    session.pin()  # the same mix, prompt and decoding
+    assert len(session.pinned) == 1 and "already pinned" in session.message
+    first = session.pinned[0]
+    assert first["prompt"] == session.prompt and first["sampling"]["max_new_tokens"] == 6
+    session.prompt = "Write a story"
+    worker = session.regenerate()
+    session.pin()  # while it streams: pinned as partial, completed when it ends
+    worker.join()
+    second = session.pinned[1]
+    assert second["prompt"] == "Write a story" and not second["partial"]
+    assert second["response"] == session.response and second["scores"] == session.scores
+
+
+def test_the_grid_yields_to_an_interactive_request_between_decode_steps(engine):
+    """A request made at a grid chunk's first decode step streams its first token before the
+    grid takes another step."""
+    seen: dict[str, int] = {}
+    steps: list[int] = []
+    threads: list[threading.Thread] = []
+    original = engine.yield_to_interactive
+    mix = {"helpful": 1.0, "concise": 0.0, "positive": 0.0}
+
+    def interactive(run):
+        engine.generate_stream(
+            "Why is the sky blue?",
+            mix,
+            SamplingConfig(max_new_tokens=3),
+            cancel=threading.Event(),
+            on_text=lambda text: seen.setdefault("first_token_at", len(steps)),
+        )
+
+    def spy(cancel):  # inside a grid chunk, between two decode steps: a person asks now
+        steps.append(1)
+        if not threads:
+            run = next(r for r in engine.grids.values() if r.running)
+            seen["asked_at"] = len(steps)
+            threads.append(threading.Thread(target=interactive, args=(run,)))
+            threads[0].start()
+            while engine._interactive == 0:
+                time.sleep(0.01)
+        original(cancel)
+
+    engine.yield_to_interactive = spy
+    try:
+        run = engine.start_grid(SamplingConfig(max_new_tokens=30), resolution=3)
+        while not threads and run.running:
+            time.sleep(0.05)
+        threads[0].join(120)
+    finally:
+        engine.yield_to_interactive = original
+        engine.cancel_grid(run)
+        engine.wait_grid(120)
+    # the grid paused at its first step of 30: it took no step between the request and its first token
+    assert seen == {"asked_at": 1, "first_token_at": 1}
 
 
 def test_highlight_marks_changed_words():
@@ -144,11 +226,12 @@ def test_highlight_marks_changed_words():
 
 
 def test_grid_in_the_background_then_click_a_point(engine, session):
-    engine.start_grid(SamplingConfig(max_new_tokens=5))
+    session.max_new_tokens = 5
+    session.start_grid()
     engine.wait_grid(120)
-    ds = engine.results
-    assert not engine.grid_running and ds is not None and bool(ds["done"].all())
-    assert "grid done" in engine.grid_message
+    ds = session.results
+    assert not session.grid_running and ds is not None and bool(ds["done"].all())
+    assert "grid done" in session.grid_message
     session.load_mix(2)
     assert list(session.weights.values()) == pytest.approx(ds["weights"].values[2].tolist())
     est = session.estimated_scores()
@@ -158,10 +241,11 @@ def test_grid_in_the_background_then_click_a_point(engine, session):
 def test_the_current_mix_is_measured_like_the_grid(engine, session):
     """The plot's current-mix marker: a grid mix gets its grid means; another mix is generated
     over the grid's prompts with the grid's sampling, as the grid would have measured it."""
-    engine.start_grid(SamplingConfig(max_new_tokens=5))
+    session.max_new_tokens = 5
+    session.start_grid()
     engine.wait_grid(120)
-    ds = session.results  # mirrored from the engine
-    assert ds is engine.results and session.grid_message == engine.grid_message
+    ds = session.results  # mirrored from the grid of this session's settings
+    assert ds is session._grid.results and "grid done" in session.grid_message
     names = [str(a) for a in ds["adapter"].values]
     session.weights = dict(zip(names, ds["weights"].values[2].tolist(), strict=True))
     session.regenerate(wait=True)
@@ -178,20 +262,36 @@ def test_the_current_mix_is_measured_like_the_grid(engine, session):
     assert session.measured == pytest.approx(expected)
 
 
-def test_a_closed_session_stops_following_the_engine(engine, session):
-    engine.grid_message = "one"
+def test_a_closed_session_stops_following_its_grid(engine, session):
+    session.max_new_tokens = 5
+    session.start_grid()
+    engine.wait_grid(120)
+    run = session._grid
+    run.message = "one"
     assert session.grid_message == "one"
     session.close()
-    engine.grid_message = "two"
+    run.message = "two"
     assert session.grid_message == "one"
 
 
-def test_cancel_a_grid(engine):
-    engine.results = None
-    engine.start_grid(SamplingConfig(max_new_tokens=7))
-    engine.cancel_grid()
-    engine.wait_grid(120)
-    assert not engine.grid_running and "cancelled" in engine.grid_message
+def test_grids_are_keyed_by_settings_and_shared_by_sessions(engine):
+    a, b, c = (Session(engine, max_new_tokens=n) for n in (7, 8, 7))
+    try:
+        a.start_grid()
+        b.start_grid()  # other settings: its own grid, A's front stays A's
+        assert a._grid is not b._grid and a.grid_settings != b.grid_settings
+        assert c._grid is a._grid  # the same settings: the same grid, shown at once
+        c.start_grid()  # joins it
+        a.cancel_grid()  # C still waits on it: it keeps running
+        assert not a._grid.cancel.is_set() and "keeps running" in a.message
+        c.cancel_grid()
+        assert c._grid.cancel.is_set()
+        engine.wait_grid(120)
+        assert "cancelled" in a.grid_message and "grid done" in b.grid_message
+        assert b.results is not None and bool(b.results["done"].all())
+    finally:
+        for s in (a, b, c):
+            s.close(wait=60)
 
 
 def test_export_zip_holds_a_loadable_adapter(engine, session, tmp_path):
@@ -200,8 +300,13 @@ def test_export_zip_holds_a_loadable_adapter(engine, session, tmp_path):
     from transformers import AutoModelForCausalLM
 
     mix = {"helpful": 0.6, "concise": -0.3, "positive": 0.7}
-    data = engine.export_zip(mix)
-    with zipfile.ZipFile(io.BytesIO(data.getvalue())) as zf:
+    done = engine.export(mix)
+    assert (
+        done.zip_path is not None
+        and done.zip_path.name == "helpful+0p60_concise-0p30_positive+0p70-adapter.zip"
+    )
+    assert done.size_bytes > 0 and done.path.parent == engine.export_dir
+    with zipfile.ZipFile(io.BytesIO(done.zip_path.read_bytes())) as zf:
         names = zf.namelist()
         zf.extractall(tmp_path)
     folder = tmp_path / names[0].split("/")[0]
@@ -214,7 +319,15 @@ def test_export_zip_holds_a_loadable_adapter(engine, session, tmp_path):
     with torch.no_grad(), engine.soup.mixed(mix):
         expected = engine.soup.model(input_ids=ids).logits
         assert torch.allclose(loaded(input_ids=ids).logits, expected, rtol=1e-9, atol=1e-9)
-    assert any(engine.export_dir.iterdir())  # also kept in the export folder
+
+
+def test_a_merged_export_is_written_to_disk_and_never_zipped(engine, session):
+    session.export_format = "merged"
+    session.export(wait=True)
+    assert session.export_zip == "" and "merged written to" in session.export_status, session.export_status
+    folder = session.export_status.split("written to ")[1].split(" (")[0]
+    assert (engine.export_dir / folder.split("/")[-1] / "config.json").is_file()
+    assert not list(engine.export_dir.glob("*merged*.zip"))
 
 
 def test_shared_engine_loads_once_per_options_with_the_cli_objective_rule(llama_files, tmp_path, monkeypatch):

@@ -1,18 +1,20 @@
-"""The state every browser session shares: one soup in memory, its objectives, and the frontier grid.
+"""The state every browser session shares: one soup in memory, its objectives, and the frontier grids.
 
-Generation is serialized by the soup's lock. Interactive requests go first: the background grid
-runs in small chunks and, before each chunk, waits while an interactive generation is waiting
-or running, so a slider never waits for more than the chunk in flight.
+Generation is serialized by the soup's lock. Interactive requests go first: between two decode
+steps a grid chunk checks for interactive requests waiting or running and hands them the lock
+(``Engine.yield_to_interactive``), so a slider waits for one decode step of the grid, not a chunk.
+Grids are keyed by their settings: sessions with the same settings share one; others keep theirs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
+import json
 import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,8 @@ from explorer.export import export_mix
 from explorer.grid import GridSpec
 from explorer.launch import AppSetup
 from explorer.objectives import Objective
-from explorer.results import is_complete, means, mix_scores, objective_names
-from explorer.sampling import Generations, SamplingConfig, generate
+from explorer.results import is_complete, is_summarized, means, mix_scores, objective_names
+from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, Generations, SamplingConfig, generate
 from explorer.soup import Soup
 
 
@@ -62,13 +64,87 @@ class _StopOnEvent(StoppingCriteria):
         )
 
 
-class Engine(param.Parameterized):
-    """One soup and its frontier, shared by every session of the app process."""
+class _YieldToPeople(StoppingCriteria):
+    """Between two decode steps of a grid chunk: let waiting interactive requests run first."""
 
-    results = param.Parameter(default=None, doc="the frontier (xarray.Dataset), partial while a grid runs")
-    grid_running = param.Boolean(default=False)
-    grid_progress = param.Number(default=0.0, bounds=(0.0, 1.0))
-    grid_message = param.String(default="")
+    def __init__(self, engine: Engine, cancel: threading.Event):
+        self.engine, self.cancel = engine, cancel
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.engine.yield_to_interactive(self.cancel)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class GridRun(param.Parameterized):
+    """One frontier grid of the app, keyed by its settings; sessions with the same settings share it."""
+
+    results = param.Parameter(default=None, doc="the frontier (xarray.Dataset), partial while it runs")
+    running = param.Boolean(default=False)
+    progress = param.Number(default=0.0, bounds=(0.0, 1.0))
+    message = param.String(default="")
+
+    def __init__(self, key: str, settings: str, **params):
+        super().__init__(**params)
+        self.key = key
+        self.settings = settings  # what it evaluates, in words (shown with its front)
+        self.waiters: set[int] = set()  # ids of the sessions that asked for it and did not cancel
+        self.cancel = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
+def settings_key(spec: GridSpec) -> str:
+    """What makes two app grids the same: mixes, prompts, samples, decoding and objectives."""
+    payload = {
+        "mixes": np.round(np.asarray(spec.mixes, dtype=np.float64), 12).tolist(),
+        "prompts": list(spec.prompts),
+        "samples": int(spec.samples),
+        "sampling": asdict(spec.sampling),
+        "objectives": [o.name for o in spec.objectives],
+    }
+    return json.dumps(payload, sort_keys=True)
+
+
+def describe_sampling(sampling: SamplingConfig) -> str:
+    """Decoding in words: ``48 tokens, greedy`` or ``48 tokens, temperature 0.7, top-p 0.9, seed 0``."""
+    if sampling.greedy:
+        return f"{sampling.max_new_tokens} tokens, greedy"
+    return (
+        f"{sampling.max_new_tokens} tokens, temperature {sampling.temperature:g}, "
+        f"top-p {sampling.top_p:g}, seed {sampling.seed}"
+    )
+
+
+def describe_grid(spec: GridSpec) -> str:
+    """A grid's settings in words, shown next to its front."""
+    return f"{len(spec.mixes)} mixes x {len(spec.prompts)} prompts, {describe_sampling(spec.sampling)}"
+
+
+@dataclass(frozen=True)
+class ExportDone:
+    """An export written by the app: its folder, size, low-rank error and, for small formats, a zip."""
+
+    path: Path
+    format: str
+    size_bytes: int
+    error: float  # relative Frobenius error of the delta (0 for exact formats)
+    zip_path: Path | None  # adapter and lowrank exports only: merged models are never zipped
+
+    def summary(self) -> str:
+        text = f"{self.format} written to {self.path} ({self.size_bytes / 1e6:.1f} MB)"
+        if self.format == "lowrank":
+            text += f"; low-rank relative error {self.error:.3g}"
+        return text
+
+
+def mix_label(weights: Mapping[str, float]) -> str:
+    """A file-name-safe label of a mix: ``positive+0p50_concise+0p50``."""
+    return "_".join(f"{n}{w:+.2f}" for n, w in weights.items()).replace(".", "p")
+
+
+class Engine(param.Parameterized):
+    """One soup and its frontier grids, shared by every session of the app process."""
+
+    grids_changed = param.Integer(default=0, doc="bumped whenever a grid is added (sessions look for theirs)")
 
     def __init__(
         self,
@@ -96,8 +172,8 @@ class Engine(param.Parameterized):
         self.cache_dir = cache_dir
         self._interactive = 0  # interactive requests waiting or running
         self._idle = threading.Condition()
-        self._grid_cancel: threading.Event | None = None
-        self._grid_thread: threading.Thread | None = None
+        self.grids: dict[str, GridRun] = {}
+        self._grids_lock = threading.Lock()
 
     @classmethod
     def from_setup(cls, setup: AppSetup) -> Engine:
@@ -114,9 +190,10 @@ class Engine(param.Parameterized):
         )
         cached = setup.cached_front()
         if cached is not None:  # a front computed before appears at once
-            engine.param.update(
-                results=cached, grid_progress=1.0, grid_message="frontier read from the cache"
-            )
+            spec = engine.grid_spec(SamplingConfig(DEFAULT_MAX_NEW_TOKENS))
+            run = GridRun(settings_key(spec), describe_grid(spec))
+            run.param.update(results=cached, progress=1.0, message="frontier read from the cache")
+            engine.grids[run.key] = run
         return engine
 
     @property
@@ -128,7 +205,8 @@ class Engine(param.Parameterized):
 
     @contextlib.contextmanager
     def _interactive_request(self) -> Iterator[None]:
-        """Mark an interactive generation waiting or running: the grid waits before its next chunk."""
+        """Mark an interactive generation waiting or running: the grid steps aside at its next
+        decode step (``yield_to_interactive``)."""
         with self._idle:
             self._interactive += 1
         try:
@@ -137,6 +215,22 @@ class Engine(param.Parameterized):
             with self._idle:
                 self._interactive -= 1
                 self._idle.notify_all()
+
+    def yield_to_interactive(self, cancel: threading.Event) -> None:
+        """Called by a grid between decode steps, holding the soup's lock: while interactive
+        requests wait or run, release the lock to them, then take it back with the grid's mix."""
+        with self._idle:
+            if not self._interactive:
+                return
+        saved = self.soup.weights  # the grid chunk's per-row mixes
+        self.soup.lock.release()  # held once, by ``generate`` in this thread
+        try:
+            with self._idle:
+                while self._interactive and not cancel.is_set():
+                    self._idle.wait(0.5)
+        finally:
+            self.soup.lock.acquire()
+            self.soup.set_weights(saved)
 
     def generate_stream(
         self,
@@ -199,50 +293,86 @@ class Engine(param.Parameterized):
         return {o.name: float(o.score([prompt], [text])[0]) for o in self.objectives}
 
     # ------------------------------------------------------------------------------------------
-    # the background grid
+    # the background grids, one per settings
 
-    def grid_spec(self, sampling: SamplingConfig) -> GridSpec:
-        """The app's frontier grid under ``sampling`` (refuses fewer than two objectives)."""
+    def grid_spec(
+        self,
+        sampling: SamplingConfig,
+        *,
+        prompts: Sequence[str] | None = None,
+        resolution: int | None = None,
+    ) -> GridSpec:
+        """The app's frontier grid under ``sampling`` (default prompts and resolution: the app's).
+
+        Refuses fewer than two objectives."""
         return GridSpec.on_simplex(
             self.names,
-            self.resolution,
-            prompts=self.grid_prompts,
+            self.resolution if resolution is None else int(resolution),
+            prompts=self.grid_prompts if prompts is None else list(prompts),
             objectives=self.objectives,
             sampling=sampling,
         )
 
-    def start_grid(self, sampling: SamplingConfig) -> None:
-        """Compute the frontier in a background thread; a cached one appears at once."""
-        if self.grid_running:
-            return
-        spec = self.grid_spec(sampling)
-        self._grid_cancel = threading.Event()
-        self.param.update(grid_running=True, grid_progress=0.0, grid_message="starting the grid...")
-        self._grid_thread = threading.Thread(
-            target=self._run_grid, args=(spec, self._grid_cancel), daemon=True
-        )
-        self._grid_thread.start()
+    def grid_for(self, spec: GridSpec) -> GridRun | None:
+        """The grid started (or read from the cache) with these settings, if any."""
+        return self.grids.get(settings_key(spec))
 
-    def cancel_grid(self) -> None:
-        if self._grid_cancel is not None:
-            self._grid_cancel.set()
+    def start_grid(
+        self,
+        sampling: SamplingConfig,
+        *,
+        prompts: Sequence[str] | None = None,
+        resolution: int | None = None,
+        owner: object | None = None,
+    ) -> GridRun:
+        """The grid of these settings: joined when it runs or is done, else started in a background
+        thread (a cached front appears at once). ``owner`` (a session) waits on it until it cancels."""
+        spec = self.grid_spec(sampling, prompts=prompts, resolution=resolution)
+        key = settings_key(spec)
+        with self._grids_lock:
+            run = self.grids.get(key)
+            if run is None or not (run.running or (run.results is not None and is_complete(run.results))):
+                run = GridRun(key, describe_grid(spec))
+                run.param.update(running=True, message="starting the grid...")
+                run.thread = threading.Thread(target=self._run_grid, args=(run, spec), daemon=True)
+                self.grids[key] = run
+                run.thread.start()
+            if owner is not None and run.running:
+                run.waiters.add(id(owner))
+        self.grids_changed += 1
+        return run
+
+    def cancel_grid(self, run: GridRun | None = None, *, owner: object | None = None) -> bool:
+        """Cancel ``run`` for ``owner``: it stops only when no other session waits on it (True
+        then). Without arguments every grid stops (the process ends)."""
+        runs = list(self.grids.values()) if run is None else [run]
+        for r in runs:
+            if owner is not None:
+                r.waiters.discard(id(owner))
+            if owner is None or not r.waiters:
+                r.cancel.set()
+        return run is None or run.cancel.is_set()
+
+    def leave(self, owner: object) -> None:
+        """A session ends: it no longer waits on any grid (the grids keep running for the cache)."""
+        for run in list(self.grids.values()):
+            run.waiters.discard(id(owner))
 
     def wait_grid(self, timeout: float | None = None) -> None:
-        if self._grid_thread is not None:
-            self._grid_thread.join(timeout)
+        """Wait for every grid thread to end (``timeout`` seconds each at most)."""
+        for run in list(self.grids.values()):
+            if run.thread is not None:
+                run.thread.join(timeout)
 
-    def _run_grid(self, spec: GridSpec, cancel: threading.Event) -> None:
+    def _run_grid(self, run: GridRun, spec: GridSpec) -> None:
         start = time.time()
 
         def on_chunk(partial: xr.Dataset, progress: Progress) -> None:
-            self.param.update(
+            run.param.update(
                 results=partial,
-                grid_progress=progress.fraction,
-                grid_message=f"{progress.rows_done}/{progress.rows_total} rows, {time.time() - start:.0f} s",
+                progress=progress.fraction,
+                message=f"{progress.rows_done}/{progress.rows_total} rows, {time.time() - start:.0f} s",
             )
-            with self._idle:  # interactive generation goes first
-                while self._interactive and not cancel.is_set():
-                    self._idle.wait(0.5)
 
         try:
             ds = evaluate_grid(
@@ -250,31 +380,49 @@ class Engine(param.Parameterized):
                 spec,
                 batch_size=self.grid_batch_size,
                 cache=self.cache_dir,
-                cancel=cancel,
+                cancel=run.cancel,
                 on_chunk=on_chunk,
+                stopping_criteria=[_YieldToPeople(self, run.cancel)],
             )
             done = f"done in {time.time() - start:.0f} s" if is_complete(ds) else "cancelled"
-            self.param.update(results=ds, grid_message=f"grid {done}")
+            run.param.update(results=ds, message=f"grid {done}")
         except Exception as err:  # shown in the app; the app stays usable
-            self.param.update(grid_message=f"grid failed: {type(err).__name__}: {err}")
+            run.param.update(message=f"grid failed: {type(err).__name__}: {err}")
         finally:
-            self.grid_running = False
+            run.running = False
 
     # ------------------------------------------------------------------------------------------
     # export
 
-    def export_zip(
-        self, weights: Mapping[str, float], *, format: str = "adapter", rank: int | None = None
-    ) -> io.BytesIO:
-        """Export the mix into the export folder and return it zipped (for a browser download)."""
-        label = "_".join(f"{n}{w:+.2f}" for n, w in weights.items()).replace(".", "p")
+    def export(
+        self,
+        weights: Mapping[str, float],
+        *,
+        format: str = "adapter",
+        rank: int | None = None,
+        results: xr.Dataset | None = None,
+    ) -> ExportDone:
+        """Export the mix into the export folder (call it from a worker thread: a merged model
+        takes seconds). Adapter and low-rank exports are also zipped, named after the mix, for a
+        download; merged models stay on disk. ``results`` give the recipe its scores, only from
+        a complete grid (a partial one has no scores for most mixes)."""
+        label = mix_label(weights)
         folder = self.export_dir / f"{format}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
-        scores = mix_scores(self.results, weights) if self.results is not None else None
+        scores = None
+        if results is not None and is_summarized(results) and is_complete(results):
+            scores = mix_scores(results, weights)
         result = export_mix(self.soup, weights, folder, format=format, rank=rank, force=True, scores=scores)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for file in sorted(result.path.rglob("*")):
-                if file.is_file():
+        files = sorted(f for f in result.path.rglob("*") if f.is_file())
+        zip_path = None
+        if format != "merged":
+            zip_path = result.path.with_name(f"{label}-{format}.zip")
+            with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+                for file in files:
                     zf.write(file, Path(result.path.name) / file.relative_to(result.path))
-        buffer.seek(0)
-        return buffer
+        return ExportDone(
+            path=result.path,
+            format=format,
+            size_bytes=sum(f.stat().st_size for f in files),
+            error=float(result.overall_error),
+            zip_path=zip_path,
+        )

@@ -16,6 +16,7 @@ from panel.viewable import Viewer
 from explorer.app.engine import Engine
 from explorer.app.state import Session
 from explorer.app.views import (
+    HOW_TO,
     CompareView,
     ExportView,
     FrontierView,
@@ -103,6 +104,7 @@ class Explorer(Viewer):
 
     def main_area(self) -> pn.Column:
         return pn.Column(
+            pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
             pn.Row(
                 pn.Column(self.response, self.frontier, sizing_mode="stretch_width"),
                 pn.Column(self.simplex, self.grid, width=320),

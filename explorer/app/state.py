@@ -1,21 +1,22 @@
 """One browser session's state: the mix on the sliders, the live response, the pinned mixes.
 
 Views depend on these parameters and never on each other. Work that takes time (generation,
-scoring) runs in worker threads and writes its results back to parameters; Panel moves the
-updates to the session's page.
+scoring, pin refresh, export) runs in worker threads; their results come back through the
+session's ``dispatch`` (on a served page: a callback on the page's own event loop), so no
+session's work ever runs on the server's event loop.
 """
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 
 import numpy as np
 import param
 
-from explorer.app.engine import Engine
+from explorer.app.engine import Engine, GridRun
 from explorer.errors import SoupError
 from explorer.export import FORMATS
 from explorer.mix import check_mix
@@ -34,6 +35,7 @@ from explorer.results import (
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
 
 MAX_PINS = 6
+DEBOUNCE_S = 0.25  # slider releases (arrow keys) closer than this start one generation
 
 
 def rescale_on_simplex(weights: Mapping[str, float], name: str, value: float) -> dict[str, float]:
@@ -59,6 +61,21 @@ def project_on_simplex(weights: Mapping[str, float]) -> dict[str, float]:
     return {n: v / total for n, v in w.items()} if total > 0 else {n: 1.0 / len(w) for n in w}
 
 
+def _rounded(weights: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """A mix as a comparable key (weights to 1e-6)."""
+    return tuple((n, round(float(w), 6)) for n, w in weights.items())
+
+
+def produced_by(weights: Mapping[str, float], prompt: str, sampling: SamplingConfig) -> dict:
+    """What produced a response: its mix, prompt and decoding (shown with it, stored with a pin)."""
+    return {"weights": dict(weights), "prompt": prompt, "sampling": asdict(sampling)}
+
+
+def pin_key(pin: Mapping) -> tuple:
+    """Two pins are the same when mix, prompt and decoding are."""
+    return (_rounded(pin["weights"]), pin["prompt"], tuple(sorted(pin["sampling"].items())))
+
+
 class Session(param.Parameterized):
     """The state of one browser session (or one notebook cell)."""
 
@@ -73,6 +90,8 @@ class Session(param.Parameterized):
     seed = param.Integer(default=0)
 
     response = param.String(default="", doc="the live response, streamed token by token")
+    response_for = param.Dict(default={}, doc="what produced the response: weights, prompt, sampling")
+    stale = param.Boolean(default=False, doc="the mix, prompt or decoding changed since the response")
     scores = param.Dict(default={}, doc="the response's score on each objective")
     measured = param.Dict(
         default={}, doc="the mix's mean scores over the grid's prompts, as the grid measures its mixes"
@@ -84,19 +103,38 @@ class Session(param.Parameterized):
     x_objective: param.Selector = param.Selector(default=None, objects=[])
     y_objective: param.Selector = param.Selector(default=None, objects=[])
 
-    pinned = param.List(default=[], doc="pinned mixes: {weights, response, scores}")
+    pinned = param.List(
+        default=[], doc="pinned mixes: {weights, prompt, sampling, response, scores, measured, partial}"
+    )
     reference = param.Integer(default=0, doc="index of the pinned column the others are compared to")
+    refreshing_pins = param.Boolean(default=False)
 
     export_format: param.Selector = param.Selector(default="adapter", objects=list(FORMATS))
     export_rank = param.Integer(default=8, bounds=(1, None))
+    exporting = param.Boolean(default=False)
+    export_status = param.String(default="", doc="where the last export went, its size and error")
+    export_zip = param.String(default="", doc="the last export's zip (adapter and lowrank only)")
 
-    # this session's copy of the shared engine's frontier state (see ``follow_engine``)
+    # the grid this session asks for (with the decoding above)
+    grid_resolution = param.Integer(default=10, bounds=(1, 40), doc="simplex lattice steps")
+    grid_prompt_count = param.Integer(default=8, bounds=(1, None), doc="prompts the grid evaluates")
+    grid_prompt_pool = param.List(default=[], doc="the prompts the grid takes its first ones from")
+
+    # this session's copy of the state of the grid it follows (see ``follow_grid``)
     results = param.Parameter(default=None, doc="the frontier (xarray.Dataset), partial while a grid runs")
     grid_running = param.Boolean(default=False)
     grid_progress = param.Number(default=0.0, bounds=(0.0, 1.0))
     grid_message = param.String(default="")
+    grid_settings = param.String(default="", doc="the settings of the grid shown, in words")
+    grid_point = param.Integer(default=None, allow_None=True, doc="the grid mix last clicked")
 
-    ENGINE_STATE = ("results", "grid_running", "grid_progress", "grid_message")
+    GRID_STATE = {
+        "results": "results",
+        "running": "grid_running",
+        "progress": "grid_progress",
+        "message": "grid_message",
+    }
+    DECODING = ("max_new_tokens", "temperature", "top_p", "seed")
 
     def __init__(
         self, engine: Engine, *, dispatch: Callable[[Callable[[], None]], None] | None = None, **params
@@ -106,6 +144,9 @@ class Session(param.Parameterized):
         params.setdefault(
             "prompt", engine.prompts[0] if engine.prompts else "Give me one tip for sleeping better."
         )
+        params.setdefault("grid_resolution", engine.resolution)
+        params.setdefault("grid_prompt_pool", list(engine.prompts or engine.grid_prompts))
+        params.setdefault("grid_prompt_count", max(1, len(engine.grid_prompts)))
         super().__init__(**params)
         self.engine = engine
         objectives = [o.name for o in engine.objectives]
@@ -116,35 +157,74 @@ class Session(param.Parameterized):
         self._cancel = threading.Event()
         self._generation = 0  # the id of the newest request; older threads drop their results
         self._dispatch = dispatch or (lambda fn: fn())
-        self._engine_watcher: param.parameterized.Watcher | None = None
+        self._grid: GridRun | None = None
+        self._grid_watcher: param.parameterized.Watcher | None = None
+        self._debounce: threading.Timer | None = None
         self._worker: threading.Thread | None = None
-        self.follow_engine()
+        self._engine_watcher: param.parameterized.Watcher | None = engine.param.watch(
+            lambda event: self._dispatch(self.follow_matching_grid), "grids_changed"
+        )
+        self.param.watch(
+            lambda event: self.follow_matching_grid(),
+            [*self.DECODING, "grid_resolution", "grid_prompt_count", "grid_prompt_pool"],
+        )
+        self.param.watch(self._mark_stale, ["weights", "prompt", *self.DECODING])
+        self.follow_matching_grid()
 
     # ------------------------------------------------------------------------------------------
-    # the shared engine's state, mirrored
+    # the grid this session shows
 
-    def follow_engine(self) -> None:
-        """Mirror the engine's frontier state into this session's parameters.
+    def grid_prompts(self) -> list[str]:
+        """The prompts of this session's grid: the first ``grid_prompt_count`` of the pool."""
+        return list(self.grid_prompt_pool[: self.grid_prompt_count])
 
-        The engine changes from its grid thread; every session applies the change through its own
+    def follow_grid(self, run: GridRun | None) -> None:
+        """Show ``run``'s state in this session's parameters as it changes.
+
+        The grid changes from its own thread; every session applies the change through its own
         ``dispatch`` (in the app: a callback on the session's page, so views update there).
         """
-        e = self.engine
-        self.param.update(**{n: getattr(e, n) for n in self.ENGINE_STATE})
+        if self._grid_watcher is not None and self._grid is not None:
+            self._grid.param.unwatch(self._grid_watcher)
+            self._grid_watcher = None
+        self._grid = run
+        if run is None:
+            return
+        self.param.update(
+            grid_settings=run.settings,
+            **{mine: getattr(run, theirs) for theirs, mine in self.GRID_STATE.items()},
+        )
 
         def changed(*events):
-            values = {ev.name: ev.new for ev in events}
-            self._dispatch(lambda: self.param.update(**values))
+            values = {self.GRID_STATE[ev.name]: ev.new for ev in events}
+            self._dispatch(lambda: self._grid is run and self.param.update(**values))
 
-        self._engine_watcher = e.param.watch(changed, list(self.ENGINE_STATE))
+        self._grid_watcher = run.param.watch(changed, list(self.GRID_STATE))
+
+    def follow_matching_grid(self) -> None:
+        """Show the grid of this session's settings when one exists; else keep the one shown
+        (its settings are shown with it)."""
+        try:
+            spec = self.engine.grid_spec(
+                self.sampling, prompts=self.grid_prompts(), resolution=self.grid_resolution
+            )
+        except SoupError:
+            return
+        run = self.engine.grid_for(spec)
+        if run is not None and run is not self._grid:
+            self.follow_grid(run)
 
     def close(self, *, wait: float | None = None) -> None:
         """The session ends: cancel its generation and stop following the engine; with ``wait``,
         also wait up to that many seconds for its worker thread to stop."""
         self._cancel.set()
+        if self._debounce is not None:
+            self._debounce.cancel()
         if self._engine_watcher is not None:
             self.engine.param.unwatch(self._engine_watcher)
             self._engine_watcher = None
+        self.follow_grid(None)
+        self.engine.leave(self)
         if wait is not None and self._worker is not None:
             self._worker.join(wait)
 
@@ -163,9 +243,22 @@ class Session(param.Parameterized):
 
     @param.depends("simplex", watch=True)
     def _back_on_the_simplex(self) -> None:
-        """Ticking "keep on the simplex" projects the current mix onto it."""
+        """Ticking "keep on the simplex" projects the current mix onto it and regenerates."""
         if self.simplex:
-            self.weights = project_on_simplex(self.weights)
+            projected = project_on_simplex(self.weights)
+            if _rounded(projected) != _rounded(self.weights):
+                self.weights = projected
+                self.regenerate()
+
+    def _mark_stale(self, *events) -> None:
+        """The response no longer matches the mix, prompt or decoding on the page."""
+        if self.response_for:
+            try:
+                now = produced_by(self.weights, self.prompt, self.sampling)
+            except SoupError:
+                self.stale = True
+                return
+            self.stale = pin_key(now) != pin_key(self.response_for)
 
     def load_mix(self, index: int) -> None:
         """Put grid mix ``index`` on the sliders (a click on the frontier)."""
@@ -175,7 +268,7 @@ class Session(param.Parameterized):
         mix = mix_dict(ds, index)
         if min(mix.values()) < -1e-12:
             self.simplex = False  # an extrapolated mix cannot stay on the simplex
-        self.weights = mix
+        self.param.update(weights=mix, grid_point=index)
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -194,13 +287,39 @@ class Session(param.Parameterized):
     # ------------------------------------------------------------------------------------------
     # live generation
 
-    def regenerate(self, *, wait: bool = False) -> threading.Thread:
-        """Cancel the generation in flight and stream a new response for the current mix."""
+    def _apply(self, request: int, **values) -> None:
+        """Set parameters from a worker thread, on the session's page, unless a newer request came."""
+
+        def apply() -> None:
+            if request == self._generation:
+                self.param.update(**values)
+
+        self._dispatch(apply)
+
+    def request_regenerate(self, *, delay: float = DEBOUNCE_S) -> None:
+        """A slider was released (or an arrow key pressed): regenerate once the releases stop for
+        ``delay`` seconds. The time to the first token counts from this release."""
+        released = time.perf_counter()
+        if self._debounce is not None:
+            self._debounce.cancel()
+
+        def fire() -> None:
+            self.regenerate(released=released)
+
+        self._debounce = threading.Timer(delay, lambda: self._dispatch(fire))
+        self._debounce.daemon = True
+        self._debounce.start()
+
+    def regenerate(self, *, wait: bool = False, released: float | None = None) -> threading.Thread:
+        """Cancel the generation in flight and stream a new response for the current mix.
+
+        ``released``: when the user asked (``time.perf_counter()``), default now."""
+        released = time.perf_counter() if released is None else released
         self._cancel.set()
         self._cancel = cancel = threading.Event()
         self._generation += 1
         request = self._generation
-        weights, prompt, sampling = dict(self.weights), self.prompt, None
+        weights, prompt = dict(self.weights), self.prompt
         try:
             sampling = self.sampling
             if not prompt.strip():
@@ -211,32 +330,38 @@ class Session(param.Parameterized):
             thread.start()
             return thread
         self.param.update(
-            generating=True, response="", scores={}, measured={}, first_token_s=None, message=""
+            generating=True,
+            response="",
+            response_for=produced_by(weights, prompt, sampling),
+            stale=False,
+            scores={},
+            measured={},
+            first_token_s=None,
+            message="",
         )
-        released = time.perf_counter()
+        first: list[float] = []
 
         def on_text(text: str) -> None:
-            if request != self._generation:
-                return
-            if self.first_token_s is None:
-                self.first_token_s = time.perf_counter() - released
-            self.response = text
+            if not first:
+                first.append(time.perf_counter() - released)
+                self._apply(request, response=text, first_token_s=first[0])
+            else:
+                self._apply(request, response=text)
 
         def work() -> None:
             try:
                 out = self.engine.generate_stream(prompt, weights, sampling, cancel=cancel, on_text=on_text)
                 if cancel.is_set() or request != self._generation:
                     return
-                self.response = out.texts[0]
-                self.scores = self.engine.score(prompt, out.texts[0])
-                self.generating = False
+                text = out.texts[0]
+                scores = self.engine.score(prompt, text)
+                self._apply(request, response=text, scores=scores, generating=False)
+                self._complete_pins(request, response=text, scores=scores, partial=False)
                 self._measure(weights, cancel, request)
             except Exception as err:  # a scorer or generation failure is shown, the app stays usable
-                if request == self._generation:
-                    self.message = f"{type(err).__name__}: {err}"
+                self._apply(request, message=f"{type(err).__name__}: {err}")
             finally:
-                if request == self._generation:
-                    self.generating = False
+                self._apply(request, generating=False)
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
@@ -253,66 +378,154 @@ class Session(param.Parameterized):
             return
         on_grid = mix_scores(ds, weights)
         measured: dict[str, float] | None
-        if on_grid is not None:
+        if on_grid is not None and all(np.isfinite(v["mean"]) for v in on_grid.values()):
             measured = {o: v["mean"] for o, v in on_grid.items()}
         else:
             measured = self.engine.measure(
                 weights, prompt_texts(ds), sampling_of(ds), samples=samples_of(ds), cancel=cancel
             )
-        if measured is not None and request == self._generation:
-            self.measured = measured
+        if measured is not None:
+            self._apply(request, measured=measured)
+            self._complete_pins(request, measured=measured)
 
     # ------------------------------------------------------------------------------------------
-    # the shared grid and export
+    # the grid and export
 
     def start_grid(self) -> None:
-        """Compute the frontier with this session's decoding; a refusal is shown as a message."""
+        """Compute (or join) the frontier grid of this session's settings; a refusal is a message."""
         try:
-            self.engine.start_grid(self.sampling)
+            run = self.engine.start_grid(
+                self.sampling, prompts=self.grid_prompts(), resolution=self.grid_resolution, owner=self
+            )
         except Exception as err:
             self.message = str(err)
+            return
+        self.follow_grid(run)
 
-    def export_zip(self) -> io.BytesIO | None:
-        """Export the current mix in the chosen format, zipped for a download (None when it fails)."""
-        try:
-            rank = self.export_rank if self.export_format == "lowrank" else None
-            return self.engine.export_zip(dict(self.weights), format=self.export_format, rank=rank)
-        except Exception as err:
-            self.message = f"export failed: {err}"
-            return None
+    def cancel_grid(self) -> None:
+        """Stop waiting on the grid shown; it stops when no other session waits on it."""
+        if self._grid is None:
+            return
+        if not self.engine.cancel_grid(self._grid, owner=self):
+            self.message = "the grid keeps running: another session with the same settings waits on it"
+
+    def set_prompt_file(self, text: str) -> None:
+        """Use the prompts of an uploaded file (one per line, ``#`` comments) for the grid."""
+        prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        if not prompts:
+            self.message = "the prompt file holds no prompt: write one request per line"
+            return
+        self.param.update(
+            grid_prompt_pool=prompts, grid_prompt_count=min(self.grid_prompt_count, len(prompts))
+        )
+
+    def export(self, *, wait: bool = False) -> threading.Thread:
+        """Export the current mix in the chosen format, in a worker thread: the folder, its size
+        and error are shown; adapter and lowrank exports also get a zip to download."""
+        weights, format = dict(self.weights), self.export_format
+        rank = self.export_rank if format == "lowrank" else None
+        results = self.results
+        self.param.update(exporting=True, export_status=f"exporting {format}...", export_zip="")
+
+        def work() -> None:
+            try:
+                done = self.engine.export(weights, format=format, rank=rank, results=results)
+                values = {"export_status": done.summary(), "export_zip": str(done.zip_path or "")}
+            except Exception as err:
+                values = {"export_status": "", "message": f"export failed: {err}"}
+
+            def apply() -> None:
+                self.param.update(exporting=False, **values)
+
+            self._dispatch(apply)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+        return thread
 
     # ------------------------------------------------------------------------------------------
     # pinned mixes
 
     def pin(self) -> None:
-        """Pin the current mix (up to six) with its response."""
+        """Pin the response shown with what produced it (up to six). A response still streaming
+        is pinned as partial and completed when it ends; the same mix, prompt and decoding twice
+        is refused."""
+        if not self.response_for:
+            self.message = "nothing to pin yet: generate a response first"
+            return
         if len(self.pinned) >= MAX_PINS:
             self.message = f"at most {MAX_PINS} mixes can be pinned: unpin one first"
             return
-        self.pinned = [
-            *self.pinned,
-            {
-                "weights": dict(self.weights),
-                "response": self.response,
-                "scores": dict(self.scores),
-                "measured": dict(self.measured),  # over the grid's prompts: where the plot puts it
-            },
-        ]
+        entry = {
+            **self.response_for,
+            "response": self.response,
+            "scores": dict(self.scores),
+            "measured": dict(self.measured),  # over the grid's prompts: where the plot puts it
+            "partial": self.generating,
+            "request": self._generation,
+        }
+        same = [i for i, p in enumerate(self.pinned) if pin_key(p) == pin_key(entry)]
+        if same:
+            self.message = f"this mix is already pinned for this prompt and decoding (column {same[0] + 1})"
+            return
+        self.pinned = [*self.pinned, entry]
+
+    def _complete_pins(self, request: int, **values) -> None:
+        """Fill in the pins taken of request ``request`` while it streamed or was measured."""
+
+        def apply() -> None:
+            if any(p.get("request") == request for p in self.pinned):
+                self.pinned = [{**p, **values} if p.get("request") == request else p for p in self.pinned]
+
+        self._dispatch(apply)
 
     def unpin(self, index: int) -> None:
         pins = [p for i, p in enumerate(self.pinned) if i != index]
         self.reference = min(self.reference, max(0, len(pins) - 1))
         self.pinned = pins
 
-    def refresh_pins(self) -> None:
-        """Regenerate every pinned mix for the current prompt and settings, as one batch."""
+    def refresh_pins(self, *, wait: bool = False) -> threading.Thread | None:
+        """Regenerate every pinned mix for the current prompt and decoding, as one batch, in a
+        worker thread (the page stays live)."""
         if not self.pinned:
-            return
+            return None
+        pins, prompt = list(self.pinned), self.prompt
         try:
-            out = self.engine.generate_batch(self.prompt, [p["weights"] for p in self.pinned], self.sampling)
-            self.pinned = [
-                {**p, "response": text, "scores": self.engine.score(self.prompt, text)}
-                for p, text in zip(self.pinned, out.texts, strict=True)
-            ]
-        except Exception as err:
-            self.message = f"{type(err).__name__}: {err}"
+            sampling = self.sampling
+        except SoupError as err:
+            self.message = str(err)
+            return None
+        self.refreshing_pins = True
+
+        def work() -> None:
+            try:
+                out = self.engine.generate_batch(prompt, [p["weights"] for p in pins], sampling)
+                fresh = {
+                    _rounded(p["weights"]): {
+                        **p,
+                        **produced_by(p["weights"], prompt, sampling),
+                        "response": text,
+                        "scores": self.engine.score(prompt, text),
+                        "partial": False,
+                        "request": None,
+                    }
+                    for p, text in zip(pins, out.texts, strict=True)
+                }
+
+                def apply() -> None:
+                    self.pinned = [fresh.get(_rounded(p["weights"]), p) for p in self.pinned]
+
+                self._dispatch(apply)
+            except Exception as err:
+                text = f"{type(err).__name__}: {err}"
+                self._dispatch(lambda: setattr(self, "message", text))
+            finally:
+                self._dispatch(lambda: setattr(self, "refreshing_pins", False))
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+        return thread

@@ -6,35 +6,73 @@ Views only render state: every change they make goes through a ``Session`` metho
 from __future__ import annotations
 
 import html
+import io
 import math
+import tempfile
 from functools import partial
+from pathlib import Path
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
+from bokeh.models import HoverTool
 from panel.viewable import Viewer
 
 from explorer.app.compare import highlight_differences
+from explorer.app.engine import describe_sampling
 from explorer.app.state import MAX_PINS, Session
 from explorer.results import (
     adapter_names,
     direction_of,
+    done_mask,
     front_in_plane,
+    hypervolume_of,
     intervals,
+    is_complete,
     is_summarized,
     means,
+    mix_dict,
     mix_weights,
     n_mixes,
     objective_names,
     pareto,
+    prompt_texts,
+    row_scores,
+    row_texts,
+    save_results,
 )
+from explorer.sampling import SamplingConfig
 
 SIMPLEX_RANGE, FREE_RANGE = (0.0, 1.0), (-1.0, 2.0)
+
+# What each built-in objective measures, its unit and which way is better (next to axes and sliders).
+OBJECTIVE_HELP = {
+    "positive": "VADER compound sentiment of the response, -1 (negative) to 1 (positive); higher is better",
+    "concise": "words in the response; lower is better",
+    "readable": "Flesch reading ease, about 0 (hard) to 100 (easy); higher is better",
+    "relevant": "cosine similarity of MiniLM embeddings of prompt and response, -1 to 1; higher is better",
+    "nontoxic": "1 - P(offensive) by alt-profanity-check, 0 to 1; higher is better",
+}
+
+HOW_TO = (
+    "**How to use.** Each slider is the weight of one adapter in the mix W = W0 + sum_i w_i delta_i; "
+    "release one and the response for the new mix streams in (its mix, prompt and decoding are shown "
+    "with it; it says *stale* when you changed any of them since). *Compute frontier* evaluates a grid "
+    "of mixes over the grid prompts in the background: each point is a mix's mean score with its 95% "
+    "interval, red points are Pareto-optimal, the star is your mix; click a point to load it and read "
+    "its responses. *Pin* keeps a mix's response to compare side by side; *Export* writes the mix "
+    "as a PEFT adapter, a low-rank adapter or a merged model."
+)
 
 
 def _mix_label(weights: dict) -> str:
     return ", ".join(f"{n} {w:.2f}" for n, w in weights.items())
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _fmt(value) -> str:
@@ -104,8 +142,8 @@ class MixControls(Viewer):
         self.session.set_weight(name, event.new)
 
     def _released(self, event) -> None:
-        if not self._syncing:
-            self.session.regenerate()
+        if not self._syncing:  # arrow keys release once per press: one generation once they stop
+            self.session.request_regenerate()
 
     def _sync(self, event) -> None:
         self._syncing = True
@@ -132,6 +170,7 @@ class MixControls(Viewer):
     def _preset(self, event) -> None:
         if event.new:
             self.session.prompt = event.new
+            self.session.regenerate()
 
     def __panel__(self):
         return self._layout
@@ -147,14 +186,21 @@ class ResponseView(Viewer):
 
         def body(response, generating):
             text = html.escape(response) if response else ("<i>generating...</i>" if generating else "")
-            return pn.pane.HTML(
-                f'<div class="response-text" style="white-space: pre-wrap">{text}</div>',
-                sizing_mode="stretch_width",
-                min_height=120,
-            )
+            return f'<div class="response-text" style="white-space: pre-wrap">{text}</div>'
 
-        def status(scores, first_token_s, generating, weights):
-            parts = [f"<b>Mix:</b> {html.escape(_mix_label(weights))}"]
+        def status(scores, first_token_s, generating, produced, stale):
+            if not produced:
+                return '<div class="response-status"></div>'
+            parts = [
+                f"<b>Mix:</b> {html.escape(_mix_label(produced['weights']))}",
+                f"<b>prompt:</b> {html.escape(_short(produced['prompt']))}",
+                html.escape(describe_sampling(SamplingConfig(**produced["sampling"]))),
+            ]
+            if stale:
+                parts.append(
+                    '<span class="response-stale" style="color:#b00">stale: the mix, prompt or decoding '
+                    "changed since; press Generate</span>"
+                )
             if first_token_s is not None:
                 parts.append(f"first token after <b>{first_token_s:.2f} s</b>")
             if generating:
@@ -163,17 +209,30 @@ class ResponseView(Viewer):
                 parts.append(
                     "scores: " + ", ".join(f"{html.escape(k)} <b>{_fmt(v)}</b>" for k, v in scores.items())
                 )
-            return pn.pane.HTML(
-                f'<div class="response-status">{" · ".join(parts)}</div>', sizing_mode="stretch_width"
-            )
+            return f'<div class="response-status">{" · ".join(parts)}</div>'
 
         def message(text):
             return pn.pane.Alert(text, alert_type="danger", css_classes=["app-message"], visible=bool(text))
 
         return pn.Column(
             pn.pane.Markdown("### Response"),
-            pn.bind(status, s.param.scores, s.param.first_token_s, s.param.generating, s.param.weights),
-            pn.bind(body, s.param.response, s.param.generating),
+            # one pane each whose text changes (a new pane per token would blank between tokens)
+            pn.pane.HTML(
+                pn.bind(
+                    status,
+                    s.param.scores,
+                    s.param.first_token_s,
+                    s.param.generating,
+                    s.param.response_for,
+                    s.param.stale,
+                ),
+                sizing_mode="stretch_width",
+            ),
+            pn.pane.HTML(
+                pn.bind(body, s.param.response, s.param.generating),
+                sizing_mode="stretch_width",
+                min_height=120,
+            ),
             pn.bind(message, s.param.message),
             sizing_mode="stretch_width",
         )
@@ -204,14 +263,28 @@ class FrontierView(Viewer):
             )
         )
         pins = hv.DynamicMap(pn.bind(self._pins, s.param.pinned, s.param.x_objective, s.param.y_objective))
-        self.plot = (front * self.points * pins * current).opts(
-            hv.opts.Overlay(responsive=True, min_height=380, legend_position="right", title="Frontier"),
+        y_bars = hv.DynamicMap(
+            pn.bind(
+                self._whiskers, s.param.results, s.param.x_objective, s.param.y_objective, horizontal=False
+            )
+        )
+        x_bars = hv.DynamicMap(
+            pn.bind(
+                self._whiskers, s.param.results, s.param.x_objective, s.param.y_objective, horizontal=True
+            )
+        )
+        self.plot = (front * x_bars * y_bars * self.points * pins * current).opts(
+            hv.opts.Overlay(responsive=True, min_height=380, legend_position="right"),
             # the axes follow the data as the grid fills in and the current mix moves
             hv.opts.Points(framewise=True, padding=0.1),
             hv.opts.Curve(framewise=True, padding=0.1),
+            hv.opts.ErrorBars(
+                framewise=True, color="#9aa5b1", line_alpha=0.6, lower_head=None, upper_head=None
+            ),
         )
 
     def _table(self, ds, x, y):
+        """One row per grid mix measured so far (a partial grid has mixes with no rows yet)."""
         if ds is None or not is_summarized(ds) or x is None:
             return None
         names, weights = adapter_names(ds), mix_weights(ds)
@@ -225,20 +298,38 @@ class FrontierView(Viewer):
                 "x_ci": f"[{_fmt(low[m, k[x]])}, {_fmt(high[m, k[x]])}]",
                 "y_ci": f"[{_fmt(low[m, k[y]])}, {_fmt(high[m, k[y]])}]",
                 "pareto": "Pareto-optimal" if optimal[m] else "dominated",
+                "index": m,
+                "x_low": mean[m, k[x]] - low[m, k[x]],
+                "x_high": high[m, k[x]] - mean[m, k[x]],
+                "y_low": mean[m, k[y]] - low[m, k[y]],
+                "y_high": high[m, k[y]] - mean[m, k[y]],
             }
             for m in range(n_mixes(ds))
+            if np.isfinite(mean[m, k[x]]) and np.isfinite(mean[m, k[y]])
         ]
+
+    def _whiskers(self, ds, x, y, *, horizontal: bool):
+        """The 95% bootstrap interval of each mix's mean on one axis."""
+        rows = self._table(ds, x, y) or []
+        end = "x" if horizontal else "y"
+        data = [(r[x], r[y], r[f"{end}_low"], r[f"{end}_high"]) for r in rows]
+        return hv.ErrorBars(
+            data, kdims=[x or "x"], vdims=[y or "y", "low", "high"], horizontal=horizontal
+        ).opts(nonselection_alpha=0.6)
 
     def _grid_points(self, ds, x, y):
         rows = self._table(ds, x, y)
-        vdims = [y, "mix", "x_ci", "y_ci", "pareto"]
+        vdims = ["mix", "x_ci", "y_ci", "pareto", "index"]
         if not rows:
-            return hv.Points([], kdims=[x or "x", y or "y"], vdims=vdims[2:]).opts(tools=["tap"])
-        return hv.Points(rows, kdims=[x, y], vdims=vdims[1:], label="grid mixes").opts(
+            return hv.Points([], kdims=[x or "x", y or "y"], vdims=vdims).opts(tools=["tap"])
+        hover = HoverTool(
+            tooltips=[("mix", "@mix"), (x, f"@{{{x}}} @x_ci"), (y, f"@{{{y}}} @y_ci"), ("", "@pareto")]
+        )
+        return hv.Points(rows, kdims=[x, y], vdims=vdims, label="grid mixes").opts(
             color="pareto",
             cmap={"Pareto-optimal": "#d62728", "dominated": "#9aa5b1"},
             size=9,
-            tools=["hover", "tap"],
+            tools=[hover, "tap"],
             nonselection_alpha=0.6,
             selection_color="#ff7f0e",
             xlabel=self._axis(ds, x),
@@ -272,23 +363,32 @@ class FrontierView(Viewer):
         if point is None:
             est = self.session.estimated_scores()
             point = (est[x], est[y]) if est else None
-        data = [point] if point and all(np.isfinite(point)) else []
         label = "current mix (measured)" if done else "current mix (estimate)"
-        return hv.Points(data, kdims=[x or "x", y or "y"], label=label).opts(
-            marker="star", size=22, color="#1f77b4", line_color="black"
+        mix = _mix_label(self.session.weights)
+        data = [(*point, mix, label)] if point and all(np.isfinite(point)) else []
+        hover = HoverTool(tooltips=[("", "@what"), ("mix", "@mix"), (x, f"@{{{x}}}"), (y, f"@{{{y}}}")])
+        return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["mix", "what"], label=label).opts(
+            marker="star", size=22, color="#1f77b4", line_color="black", tools=[hover]
         )
 
     def _pins(self, pinned, x, y):
         # a pinned mix sits where the grid would put it: its means over the grid's prompts
-        data = [(p["measured"][x], p["measured"][y]) for p in pinned if {x, y} <= set(p.get("measured", {}))]
-        return hv.Points(data, kdims=[x or "x", y or "y"], label="pinned").opts(
-            marker="diamond", size=14, color="#2ca02c", line_color="black"
+        data = [
+            (p["measured"][x], p["measured"][y], _mix_label(p["weights"]), f"pinned {i + 1}")
+            for i, p in enumerate(pinned)
+            if {x, y} <= set(p.get("measured", {}))
+        ]
+        hover = HoverTool(tooltips=[("", "@what"), ("mix", "@mix"), (x, f"@{{{x}}}"), (y, f"@{{{y}}}")])
+        return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["mix", "what"], label="pinned").opts(
+            marker="diamond", size=14, color="#2ca02c", line_color="black", tools=[hover]
         )
 
     def _tapped(self, index):
-        if index:
-            self.session.load_mix(int(index[0]))
-            self.session.regenerate()
+        if index:  # the selection indexes the rows drawn (mixes measured so far)
+            rows = self._table(self.session.results, self.session.x_objective, self.session.y_objective)
+            if rows and index[0] < len(rows):
+                self.session.load_mix(int(rows[index[0]]["index"]))
+                self.session.regenerate()
 
     def __panel__(self):
         s = self.session
@@ -298,9 +398,17 @@ class FrontierView(Viewer):
             visible=len(s.engine.objectives) > 2,
         )
         return pn.Column(
+            pn.pane.Markdown("### Frontier"),
             axes,
+            pn.pane.HTML(
+                pn.bind(frontier_status, s.param.results, s.param.grid_settings),
+                sizing_mode="stretch_width",
+            ),
             pn.pane.HoloViews(
                 self.plot, sizing_mode="stretch_width", min_height=380, css_classes=["frontier-plot"]
+            ),
+            pn.pane.HTML(
+                pn.bind(axes_help, s.param.x_objective, s.param.y_objective), sizing_mode="stretch_width"
             ),
             sizing_mode="stretch_width",
         )
@@ -356,18 +464,139 @@ class SimplexView(Viewer):
         return pn.pane.HoloViews(hv.DynamicMap(pn.bind(self._plot, s.param.results, s.param.weights)))
 
 
+def frontier_status(ds, settings: str) -> str:
+    """What the plot shows: whose settings, and whether the front is only partial."""
+    if ds is None:
+        return '<div class="frontier-status">No frontier yet: press "Compute frontier".</div>'
+    text = f"Grid: {html.escape(settings)}." if settings else ""
+    if not is_complete(ds):
+        done = done_mask(ds)
+        text += (
+            f' <b class="frontier-partial" style="color:#b00">Partial: {int(done.sum())}/{done.size} rows'
+            " done; the points and the front will still move.</b>"
+        )
+    return f'<div class="frontier-status">{text}</div>'
+
+
+def axes_help(x: str | None, y: str | None) -> str:
+    """What the two axes measure, in which unit, and which way is better."""
+    names = [n for n in dict.fromkeys([x, y]) if n]
+    lines = [
+        f"<b>{html.escape(n)}</b>: {html.escape(OBJECTIVE_HELP.get(n, 'a custom objective'))}" for n in names
+    ]
+    whiskers = "whiskers: 95% bootstrap interval of each mix's mean over the grid's prompts"
+    return f'<div class="axes-help"><small>{"<br>".join([*lines, whiskers])}</small></div>'
+
+
+def hypervolume_text(ds) -> str:
+    """The front's hypervolume and its 95% interval (bootstrap over prompts)."""
+    if ds is None or "hypervolume" not in ds.attrs:
+        return '<div class="grid-hypervolume"></div>'
+    low, high = (float(v) for v in np.atleast_1d(ds.attrs.get("hypervolume_ci", [np.nan, np.nan])))
+    ref = ", ".join(_fmt(float(r)) for r in np.atleast_1d(ds.attrs.get("reference", [])))
+    partial_note = " (partial grid)" if not is_complete(ds) else ""
+    return (
+        f'<div class="grid-hypervolume">Hypervolume <b>{_fmt(hypervolume_of(ds))}</b> '
+        f"[{_fmt(low)}, {_fmt(high)}] (95% CI){partial_note}<br><small>reference point ({ref}); "
+        "larger dominates more of objective space</small></div>"
+    )
+
+
+def _netcdf_bytes(ds) -> io.BytesIO:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_results(ds, Path(tmp) / "frontier.nc")
+        return io.BytesIO(path.read_bytes())
+
+
+def _csv_bytes(ds) -> io.BytesIO:
+    """One line per mix: weights, mean and interval of every objective, the Pareto mark."""
+    names, objectives = adapter_names(ds), objective_names(ds)
+    mean, (low, high), optimal = means(ds), intervals(ds), pareto(ds)
+    frame = pd.DataFrame(mix_weights(ds), columns=[f"w_{n}" for n in names])
+    for k, o in enumerate(objectives):
+        frame[f"{o}_mean"], frame[f"{o}_ci_low"], frame[f"{o}_ci_high"] = mean[:, k], low[:, k], high[:, k]
+    frame["pareto"] = optimal
+    return io.BytesIO(frame.to_csv(index=False).encode())
+
+
 class GridControls(Viewer):
-    """Start and cancel the background grid; its progress."""
+    """The background grid: its settings (editable), start and cancel, progress, hypervolume,
+    downloads of its data and one grid point's responses prompt by prompt."""
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
+    def _settings(self) -> pn.Column:
+        s = self.session
+        upload = pn.widgets.FileInput(accept=".txt", multiple=False, name="Prompt file")
+        upload.param.watch(self._uploaded, "value")
+        return pn.Column(
+            pn.widgets.IntInput.from_param(s.param.grid_resolution, name="Resolution (steps per weight)"),
+            pn.widgets.IntInput.from_param(
+                s.param.grid_prompt_count, name="Prompts (the first N of the file)"
+            ),
+            pn.pane.HTML("<small>Prompt file (one request per line):</small>"),
+            upload,
+            pn.pane.HTML(pn.bind(self._prompt_list, s.param.grid_prompt_pool, s.param.grid_prompt_count)),
+            pn.pane.HTML(
+                "<small>The grid decodes with the decoding settings in the sidebar.</small>",
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    def _uploaded(self, event) -> None:
+        if event.new:
+            self.session.set_prompt_file(event.new.decode("utf-8", "replace"))
+
+    @staticmethod
+    def _prompt_list(pool, count) -> str:
+        items = "".join(f"<li>{html.escape(_short(p))}</li>" for p in pool[:count])
+        return f'<details class="grid-prompts"><summary>{min(count, len(pool))} grid prompts</summary><ol>{items}</ol></details>'
+
+    @staticmethod
+    def _point(ds, index) -> str:
+        """Grid point ``index``: its response and scores for every prompt."""
+        if ds is None or index is None or index >= n_mixes(ds):
+            return '<div class="grid-point"><small>Click a grid point to read its responses.</small></div>'
+        texts, scores, objectives = (
+            row_texts(ds)[index, :, 0],
+            row_scores(ds)[index, :, 0],
+            objective_names(ds),
+        )
+        rows = "".join(
+            f"<tr><td>{html.escape(_short(p, 40))}</td><td style='white-space:pre-wrap'>{html.escape(str(t))}</td>"
+            + "".join(f"<td>{_fmt(float(v))}</td>" for v in sc)
+            + "</tr>"
+            for p, t, sc in zip(prompt_texts(ds), texts, scores, strict=True)
+        )
+        head = "".join(f"<th>{html.escape(o)}</th>" for o in objectives)
+        label = html.escape(_mix_label(mix_dict(ds, index)))
+        return (
+            f'<details class="grid-point" open><summary>Grid point {label}: responses per prompt</summary>'
+            f"<table><tr><th>prompt</th><th>response</th>{head}</tr>{rows}</table></details>"
+        )
+
     def __panel__(self):
-        s, e = self.session, self.session.engine
+        s = self.session
         start = pn.widgets.Button(name="Compute frontier", button_type="success")
         cancel = pn.widgets.Button(name="Cancel grid", button_type="warning")
 
         start.on_click(lambda event: s.start_grid())
-        cancel.on_click(lambda event: e.cancel_grid())
+        cancel.on_click(lambda event: s.cancel_grid())
+        downloads = pn.Row(
+            pn.widgets.FileDownload(
+                callback=pn.bind(lambda ds: _netcdf_bytes(ds) if ds is not None else None, s.param.results),
+                filename="frontier.nc",
+                label="netCDF",
+                embed=False,
+            ),
+            pn.widgets.FileDownload(
+                callback=pn.bind(lambda ds: _csv_bytes(ds) if ds is not None else None, s.param.results),
+                filename="frontier.csv",
+                label="CSV",
+                embed=False,
+            ),
+            visible=s.param.results.rx.is_not(None),
+        )
         progress = pn.indicators.Progress(
             value=pn.bind(lambda fraction: int(round(1000 * fraction)), s.param.grid_progress),
             max=1000,
@@ -375,7 +604,8 @@ class GridControls(Viewer):
             bar_color="success",
         )
         return pn.Column(
-            pn.pane.Markdown(f"### Frontier grid\n{len(e.grid_prompts)} prompts, resolution {e.resolution}"),
+            pn.pane.Markdown("### Frontier grid"),
+            self._settings(),
             pn.Row(start, cancel),
             progress,
             pn.bind(
@@ -386,6 +616,11 @@ class GridControls(Viewer):
                 s.param.grid_message,
                 s.param.grid_running,
             ),
+            pn.pane.HTML(pn.bind(hypervolume_text, s.param.results), sizing_mode="stretch_width"),
+            downloads,
+            pn.pane.HTML(
+                pn.bind(self._point, s.param.results, s.param.grid_point), sizing_mode="stretch_width"
+            ),
             sizing_mode="stretch_width",
         )
 
@@ -395,7 +630,7 @@ class CompareView(Viewer):
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
-    def _columns(self, pinned, reference):
+    def _columns(self, pinned, reference, prompt):
         s = self.session
         if not pinned:
             return pn.pane.Markdown(
@@ -405,6 +640,17 @@ class CompareView(Viewer):
         cols = []
         for i, p in enumerate(pinned):
             body = html.escape(p["response"]) if i == reference else highlight_differences(p["response"], ref)
+            notes = [f"prompt: {html.escape(_short(p['prompt']))}"]
+            if p["prompt"] != s.prompt:
+                notes.append(
+                    '<b class="pin-other-prompt" style="color:#b00">answers another prompt than the one '
+                    "above: press Regenerate pinned</b>"
+                )
+            notes.append(html.escape(describe_sampling(SamplingConfig(**p["sampling"]))))
+            if p.get("partial"):
+                notes.append(
+                    '<b class="pin-partial" style="color:#b00">partial: still streaming or cut off</b>'
+                )
             scores = "<br>".join(f"{k}: <b>{_fmt(v)}</b>" for k, v in p["scores"].items())
             make_ref = pn.widgets.Button(
                 name="reference" if i == reference else "make reference",
@@ -417,6 +663,7 @@ class CompareView(Viewer):
             cols.append(
                 pn.Column(
                     pn.pane.HTML(f"<b>{html.escape(_mix_label(p['weights']))}</b>"),
+                    pn.pane.HTML(f'<small class="pin-prompt">{"<br>".join(notes)}</small>'),
                     pn.pane.HTML(
                         f'<div class="pinned-response" style="white-space: pre-wrap">{body}</div>',
                         sizing_mode="stretch_width",
@@ -433,33 +680,46 @@ class CompareView(Viewer):
     def __panel__(self):
         s = self.session
         refresh = pn.widgets.Button(name="Regenerate pinned for this prompt", button_type="default")
-        refresh.on_click(lambda e: s.refresh_pins())
+        refresh.on_click(lambda e: s.refresh_pins())  # in a worker thread
+        refresh.disabled = s.param.refreshing_pins.rx()
         return pn.Column(
             pn.Row(pn.pane.Markdown("### Compare pinned mixes"), refresh),
-            pn.bind(self._columns, s.param.pinned, s.param.reference),
+            pn.bind(self._columns, s.param.pinned, s.param.reference, s.param.prompt),
             sizing_mode="stretch_width",
         )
 
 
 class ExportView(Viewer):
-    """Export the current mix (written to the export folder) and download it as a zip."""
+    """Export the current mix into the export folder (in a worker thread); the folder, size and
+    low-rank error are shown, and adapter and low-rank exports can be downloaded as a zip named
+    after the mix. Merged models stay on disk: they are far too big for the browser."""
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
 
+    @staticmethod
+    def _download(path: str):
+        if not path:
+            return pn.Spacer(height=0)
+        return pn.widgets.FileDownload(
+            file=path, filename=Path(path).name, label=f"Download {Path(path).name}", embed=False
+        )
+
     def __panel__(self):
         s = self.session
-
-        download = pn.widgets.FileDownload(
-            callback=s.export_zip,
-            filename="mix.zip",
-            label="Export and download (zip)",
-            button_type="primary",
-            embed=False,
-        )
+        export = pn.widgets.Button(name="Export", button_type="primary")
+        export.on_click(lambda e: s.export())
+        export.disabled = s.param.exporting.rx()
         return pn.Column(
-            pn.pane.Markdown(f"### Export\nwritten to `{s.engine.export_dir}`"),
+            pn.pane.Markdown(f"### Export\ninto `{s.engine.export_dir}`"),
             pn.widgets.Select.from_param(s.param.export_format, name="Format"),
             pn.widgets.IntInput.from_param(s.param.export_rank, name="Rank (lowrank)"),
-            download,
+            export,
+            pn.pane.HTML(
+                pn.bind(
+                    lambda t: f'<div class="export-status">{html.escape(t)}</div>', s.param.export_status
+                ),
+                sizing_mode="stretch_width",
+            ),
+            pn.bind(self._download, s.param.export_zip),
             sizing_mode="stretch_width",
         )

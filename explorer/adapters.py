@@ -12,7 +12,6 @@ before anything touches a model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -24,6 +23,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from explorer.errors import SoupError
+from explorer.fingerprint import file_sha256
+
+__all__ = ["LoraAdapter", "LoraModule", "file_sha256", "read_adapter"]
 
 CONFIG_FILE = "adapter_config.json"
 SAFETENSORS_FILE = "adapter_model.safetensors"
@@ -73,6 +75,7 @@ class LoraAdapter:
     modules: dict[str, LoraModule]  # base-model module name -> factors
     weights_file: Path
     sha256: str  # of the weights file
+    files: dict[str, str]  # sha256 of each file loading reads (the config and the weights), by name
 
     @property
     def rank(self) -> int:
@@ -113,16 +116,8 @@ def read_adapter(name: str, path: str | Path, *, allow_pickle: bool = False) -> 
         modules=modules,
         weights_file=weights_file,
         sha256=file_sha256(weights_file),
+        files={p.name: file_sha256(p) for p in (folder / CONFIG_FILE, weights_file)},
     )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_config(name: str, folder: Path) -> dict:

@@ -18,33 +18,21 @@ import numpy as np
 import torch
 import xarray as xr
 
-from explorer.adapters import file_sha256
+from explorer.fingerprint import folder_hashes, source_sha256
 from explorer.grid import GridSpec
-from explorer.objectives import Objective
+from explorer.objectives import BUILTINS, Objective
 from explorer.results import fill_rows, save_results
 from explorer.soup import Soup
 
 FORMAT_VERSION = "1"  # bump when the dataset layout or the generation path changes results
 
-_hash_memo: dict[tuple[str, int, int], str] = {}
-
-
-def _file_hash(path: Path) -> str:
-    """sha256 of a file, memoised by (path, size, mtime) for this process."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _hash_memo:
-        _hash_memo[key] = file_sha256(path)
-    return _hash_memo[key]
-
 
 def soup_fingerprint(soup: Soup) -> dict:
-    """What determines a soup's outputs: base model files, adapters' weight hashes, dtype, device."""
+    """What determines a soup's outputs: every file of the base folder that loading reads (weights,
+    configs, tokenizer, chat template), every file of each adapter that loading reads (config and
+    weights), dtype, device."""
     if soup.base_path is not None:
-        files = sorted(
-            p for p in soup.base_path.iterdir() if p.suffix in (".json", ".safetensors", ".bin", ".model")
-        )
-        base = {p.name: _file_hash(p) for p in files if p.is_file()}
+        base = folder_hashes(soup.base_path)
     else:  # an in-memory model: hash its weights (slower, but exact)
         digest = hashlib.sha256()
         for name, t in soup.model.state_dict().items():
@@ -53,7 +41,7 @@ def soup_fingerprint(soup: Soup) -> dict:
         base = {"state_dict": digest.hexdigest()}
     return {
         "base": base,
-        "adapters": {n: a.sha256 for n, a in soup.adapters.items()},
+        "adapters": {n: dict(a.files) for n, a in soup.adapters.items()},
         "dtype": str(soup.dtype),
         "device": soup.device.type,
     }
@@ -80,8 +68,12 @@ def key_of(fingerprint: dict, names: Sequence[str], spec: GridSpec) -> str:
 
 
 def _scorer_id(objective: Objective) -> str:
+    """The scorer's name, and for one that is not a built-in the hash of its source file, so that
+    fixing a scorer's code computes its results again."""
     fn = objective.scorer
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    builtin = BUILTINS.get(objective.name)
+    return name if builtin is not None and builtin.scorer is fn else f"{name}@{source_sha256(fn)[:16]}"
 
 
 class RunFiles:

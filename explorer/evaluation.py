@@ -23,7 +23,7 @@ from explorer.cache import RunFiles, key_of, soup_fingerprint
 from explorer.errors import SoupError
 from explorer.grid import GridSpec
 from explorer.results import done_mask, empty_results, fill_rows, summarize
-from explorer.sampling import encode_prompts, generate
+from explorer.sampling import check_prompt_lengths, generate, prompt_lengths
 from explorer.soup import Soup
 
 Row = tuple[int, int, int]  # (mix, prompt, sample)
@@ -53,7 +53,7 @@ class Progress:
 def plan_rows(tokenizer, spec: GridSpec) -> list[tuple[int, int, int]]:
     """Every (mix, prompt, sample) once, ordered by prompt length then prompt, so that a chunk
     mostly holds rows of one prompt (little left padding, the same numerics as one row alone)."""
-    lengths = encode_prompts(tokenizer, list(spec.prompts))["attention_mask"].sum(dim=1).tolist()
+    lengths = prompt_lengths(tokenizer, list(spec.prompts))
     order = sorted(range(len(spec.prompts)), key=lambda p: (lengths[p], p))
     m, _, s = spec.shape
     return [(mi, p, si) for p in order for mi in range(m) for si in range(s)]
@@ -164,6 +164,9 @@ class LocalExecutor:
         return soup_fingerprint(self.soup)
 
     def plan(self, spec: GridSpec) -> list[Row]:
+        # every prompt must fit the model's context: checked for all of them before generating any
+        lengths = prompt_lengths(self.soup.tokenizer, spec.prompts)
+        check_prompt_lengths(self.soup, lengths, spec.sampling.max_new_tokens)
         return plan_rows(self.soup.tokenizer, spec)
 
     def batch_size(self, spec: GridSpec) -> int:

@@ -36,10 +36,11 @@ from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from explorer import __version__
-from explorer.adapters import LoraModule, file_sha256, read_adapter
+from explorer.adapters import LoraModule, read_adapter
 from explorer.atomic import atomic_write
 from explorer.cache import soup_fingerprint
 from explorer.errors import SoupError
+from explorer.fingerprint import changed_files, folder_hashes
 from explorer.mix import check_mix
 from explorer.soup import Soup
 
@@ -110,6 +111,8 @@ def _write_adapter(soup: Soup, factors: Mapping[str, LoraModule], folder: Path) 
     for module, f in sorted(factors.items()):
         tensors[f"base_model.model.{module}.lora_A.weight"] = f.A.to(dtype).contiguous()
         tensors[f"base_model.model.{module}.lora_B.weight"] = f.B.to(dtype).contiguous()
+    for key, tensor in tensors.items():
+        check_finite(key, tensor)
     save_file(tensors, folder / "adapter_model.safetensors")
     peft_config(soup, factors).save_pretrained(str(folder))
 
@@ -131,8 +134,18 @@ def _write_merged(soup: Soup, weights: Mapping[str, float], folder: Path) -> Non
             if isinstance(layer, Conv1D):
                 delta = delta.T
             layer.weight.copy_((layer.weight.to(torch.float64) + delta).to(layer.weight.dtype))
+            check_finite(f"{module}.weight", layer.weight)
     model.save_pretrained(folder)
     soup.tokenizer.save_pretrained(folder)
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """Refuse to write a tensor holding inf or NaN (a mix whose numbers overflow the dtype)."""
+    if not torch.isfinite(tensor).all():
+        raise SoupError(
+            f"the export's tensor {name} holds inf or NaN ({tensor.dtype} overflows at this mix): "
+            "nothing was written; use smaller weights or --dtype float32"
+        )
 
 
 def check_format(format: str, rank: int | None) -> None:
@@ -210,7 +223,13 @@ def recipe(
             "files_sha256": fingerprint["base"],
         },
         "adapters": {
-            n: {"path": str(a.path), "sha256": a.sha256, "rank": a.rank, "lora_alpha": a.alpha}
+            n: {
+                "path": str(a.path),
+                "sha256": a.sha256,
+                "files_sha256": dict(a.files),
+                "rank": a.rank,
+                "lora_alpha": a.alpha,
+            }
             for n, a in soup.adapters.items()
         },
         "dtype": str(soup.dtype).removeprefix("torch."),
@@ -231,24 +250,59 @@ def recipe(
 
 
 def read_recipe(path: str | Path) -> dict:
-    """Read a recipe and check that its adapter files are unchanged (sha256)."""
+    """Read a recipe, check it is complete, and check that every file the base model and the
+    adapters load from is unchanged since the export (sha256); refuses naming the changed file."""
     file = Path(path).expanduser()
     if file.is_dir():
         file = file / RECIPE
     if not file.is_file():
         raise SoupError(f"recipe {file} does not exist")
     try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise SoupError(f"recipe {file} is not valid YAML: {err}") from err
     if not isinstance(data, dict) or data.get("explorer_recipe") != 1:
         raise SoupError(f"{file} is not a recipe written by explorer export")
+    _check_recipe_keys(data, file)
+    base = data["base"]
+    if base.get("files_sha256"):
+        folder = Path(base["path"]).expanduser()
+        if not folder.is_dir():
+            raise SoupError(f"recipe {file}: the base model folder {folder} does not exist any more")
+        _refuse_changes(file, f"the base model at {folder}", base["files_sha256"], folder_hashes(folder))
     for name, info in data["adapters"].items():
         adapter = read_adapter(name, info["path"])
-        if file_sha256(adapter.weights_file) != info["sha256"]:
-            raise SoupError(
-                f"recipe {file}: adapter '{name}' at {info['path']} has changed since the export (sha256 "
-                f"{file_sha256(adapter.weights_file)[:12]}... != {info['sha256'][:12]}...): restore the original "
-                "adapter file to reproduce this export"
-            )
+        expected = info.get("files_sha256") or {adapter.weights_file.name: info["sha256"]}
+        actual = adapter.files if info.get("files_sha256") else {adapter.weights_file.name: adapter.sha256}
+        _refuse_changes(file, f"adapter '{name}' at {info['path']}", expected, actual)
     return data
+
+
+def _check_recipe_keys(data: dict, file: Path) -> None:
+    """Every key ``explorer export --recipe`` reads is there, with the right kind of value."""
+    needed = {"format": str, "weights": dict, "base": dict, "adapters": dict, "dtype": str}
+    for key, kind in needed.items():
+        if not isinstance(data.get(key), kind):
+            raise SoupError(
+                f"recipe {file} has no valid '{key}' (a {kind.__name__}): it is incomplete or was edited; "
+                "use the recipe.yaml that explorer export wrote"
+            )
+    if not data["base"].get("path"):
+        raise SoupError(
+            f"recipe {file} has no base model path: use the recipe.yaml that explorer export wrote"
+        )
+    for name, info in data["adapters"].items():
+        if not isinstance(info, dict) or not info.get("path") or not info.get("sha256"):
+            raise SoupError(
+                f"recipe {file}: adapter '{name}' has no path or sha256: use the recipe.yaml that "
+                "explorer export wrote"
+            )
+
+
+def _refuse_changes(file: Path, what: str, expected: Mapping[str, str], actual: Mapping[str, str]) -> None:
+    changed = changed_files(dict(expected), dict(actual))
+    if changed:
+        raise SoupError(
+            f"recipe {file}: {what} has changed since the export (files {changed} differ): restore "
+            "the original files to reproduce this export"
+        )

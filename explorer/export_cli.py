@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.cache import soup_fingerprint
 from explorer.config import ModelOptions
 from explorer.errors import SoupError
 from explorer.export import FORMATS, check_format, export_mix, read_recipe
@@ -51,7 +50,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             device=args.device or "cpu",
             dtype=recipe["dtype"],
         )
-        weights, fmt, rank = recipe["weights"], recipe["format"], recipe["rank"]
+        weights, fmt, rank = recipe["weights"], recipe["format"], recipe.get("rank")
         scores = recipe.get("scores")
     else:
         if not args.weights:
@@ -65,10 +64,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     check_format(fmt, rank)
     soup = open_soup(options)
-    if args.recipe and soup_fingerprint(soup)["base"] != recipe["base"]["files_sha256"]:
-        raise SoupError(
-            f"recipe {args.recipe}: the base model files at {options.base} have changed since the export"
-        )
     if args.frontier:
         scores = mix_scores(load_results(args.frontier), check_mix(weights, soup.names))
     result = export_mix(soup, weights, args.out, format=fmt, rank=rank, force=args.force, scores=scores)

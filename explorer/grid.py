@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from explorer.errors import SoupError
+from explorer.mix import MAX_WEIGHT
 from explorer.objectives import Objective
 from explorer.sampling import SamplingConfig
 
@@ -120,5 +121,10 @@ def weight_grid(
     grid = np.round(np.concatenate(rows), DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
     if not np.isfinite(grid).all():
         raise SoupError("grid points must be finite numbers")
+    if np.abs(grid).max() > MAX_WEIGHT:
+        raise SoupError(
+            f"grid weights reach {np.abs(grid).max():g}, beyond +-{MAX_WEIGHT:g}: lower --margin or the "
+            "--point weights (a few units at most)"
+        )
     _, first = np.unique(grid, axis=0, return_index=True)
     return grid[np.sort(first)]

@@ -1,7 +1,8 @@
 """A mix: adapter name -> mixing weight. The one parser of ``NAME=W,...`` and the one check of a mix.
 
 Weights travel as a mapping from adapter name to float, never as parallel lists. Any finite
-real numbers are allowed: negative and > 1 weights extrapolate, all zeros is the base model.
+real numbers up to +-MAX_WEIGHT are allowed: negative and > 1 weights extrapolate, all zeros
+is the base model.
 """
 
 from __future__ import annotations
@@ -13,10 +14,26 @@ from explorer.errors import SoupError
 
 Mix = dict[str, float]
 
+# Larger weights only overflow: at 1e308 float32 becomes inf and the model's output garbage; real
+# extrapolation stays within a few units.
+MAX_WEIGHT = 1e4
+
+
+def check_weight(name: str, value: float) -> float:
+    """``value`` when it is a finite number within +-MAX_WEIGHT, else a SoupError naming ``name``."""
+    if not math.isfinite(value):
+        raise SoupError(f"weight {name}={value} is not a finite number: weights must be finite")
+    if abs(value) > MAX_WEIGHT:
+        raise SoupError(
+            f"weight {name}={value:g} is beyond +-{MAX_WEIGHT:g}: such a mix overflows the model's numbers; "
+            "use weights of a few units at most"
+        )
+    return value
+
 
 def parse_weights(text: str, names: Sequence[str] | None = None) -> Mix:
-    """``"a=0.3, b=0.7"`` -> ``{"a": 0.3, "b": 0.7}``, refusing malformed items, repeated names and
-    non-finite numbers.
+    """``"a=0.3, b=0.7"`` -> ``{"a": 0.3, "b": 0.7}``, refusing malformed items, repeated names,
+    non-finite numbers and weights beyond +-MAX_WEIGHT.
 
     Without ``names`` only the text is checked (before any model is loaded). With ``names`` the
     result is completed and checked against them: adapters left out get weight 0, unknown ones
@@ -35,11 +52,13 @@ def parse_weights(text: str, names: Sequence[str] | None = None) -> Mix:
             raise SoupError(f"--weights {name}={value!r}: the weight must be a number") from None
         if not math.isfinite(weights[name]):
             raise SoupError(f"--weights {name}={value}: the weight must be a finite number")
+        check_weight(name, weights[name])
     return weights if names is None else check_mix(weights, names, missing=0.0)
 
 
 def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: float | None = None) -> Mix:
-    """``weights`` as ``{name: float}`` in ``names`` order: every adapter once, a finite number each.
+    """``weights`` as ``{name: float}`` in ``names`` order: every adapter once, a finite number within
+    +-MAX_WEIGHT each.
 
     ``missing``: the weight of an adapter left out (None: leaving one out is an error).
     """
@@ -63,8 +82,7 @@ def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: f
             out[name] = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise SoupError(f"weight {name}={value!r} is not a number: weights must be numbers") from None
-        if not math.isfinite(out[name]):
-            raise SoupError(f"weight {name}={out[name]} is not a finite number: weights must be finite")
+        check_weight(name, out[name])
     return out
 
 

@@ -14,16 +14,22 @@ function given as ``module:function`` or ``path/to/file.py:function``; such a fu
 ``(prompts, responses)`` and returns one number per response (a bare function of one
 response is accepted when its signature takes one parameter).
 
-A scorer that fails on one response gives NaN for it and warns once; it never stops a grid.
+A scorer that fails on one response gives NaN for it and warns once. A scorer that fails on
+every response it is given (it has never scored one), returns None or inf, or takes longer than ``SCORER_TIMEOUT_S``
+stops the run with a ``SoupError`` (nothing of that batch is cached). A user scorer's cache key
+holds the hash of its source file, a reward model's the hashes of its folder's files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import math
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +41,10 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from explorer.errors import SoupError
+from explorer.fingerprint import folder_hashes, source_sha256
 
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
+SCORER_TIMEOUT_S = 600.0  # the longest one scorer call may take (a batch of responses) before the run stops
 Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 
@@ -49,6 +57,7 @@ class Objective:
     direction: str = MAXIMIZE
     unit: str = ""
     version: str = "1"  # changes whenever the scorer's numbers would change (part of cache keys)
+    timeout_s: float | None = field(default=SCORER_TIMEOUT_S, compare=False)  # per call; None: no limit
 
     def __post_init__(self) -> None:
         if self.direction not in (MAXIMIZE, MINIMIZE):
@@ -60,29 +69,73 @@ class Objective:
         return 1 if self.direction == MAXIMIZE else -1
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        """Scores of ``responses`` to ``prompts``, (n,) float64; NaN where the scorer failed."""
+        """Scores of ``responses`` to ``prompts``, (n,) float64; NaN where the scorer failed on a
+        response. A scorer that has never scored a response and fails on every one of this batch,
+        returns None or inf, or runs past its timeout raises ``SoupError``: the run stops there."""
         if len(prompts) != len(responses):
             raise SoupError(f"objective '{self.name}': {len(prompts)} prompts but {len(responses)} responses")
         if not responses:
             return np.zeros(0)
         try:
-            values = self._checked(self.scorer(list(prompts), list(responses)), len(responses))
+            batch = self._checked(self._call(list(prompts), list(responses)), len(responses))
+            _working.add((self.name, self.version))
+            return batch
         except SoupError:
             raise
         except Exception as err:  # one bad response must not sink the batch: score one by one
             self._warn(err)
-            values = np.array([self._one(p, r) for p, r in zip(prompts, responses, strict=True)])
-        return values
+        values: list[float] = []
+        failures: list[Exception] = []
+        for p, r in zip(prompts, responses, strict=True):
+            try:
+                values.append(float(self._checked(self._call([p], [r]), 1)[0]))
+            except SoupError:
+                raise
+            except Exception as err:
+                values.append(math.nan)
+                failures.append(err)
+        if len(failures) < len(responses):
+            _working.add((self.name, self.version))
+        elif (self.name, self.version) not in _working:  # it has never scored anything: broken
+            first = failures[0]
+            raise SoupError(
+                f"objective '{self.name}' failed on every one of {len(responses)} responses "
+                f"({type(first).__name__}: {first}): fix the scorer; nothing was scored or cached"
+            )
+        return np.array(values)
 
-    def _one(self, prompt: str, response: str) -> float:
-        try:
-            return float(self._checked(self.scorer([prompt], [response]), 1)[0])
-        except SoupError:
-            raise
-        except Exception:
-            return math.nan
+    def _call(self, prompts: list[str], responses: list[str]):
+        """The scorer's answer, in a helper thread bounded by ``timeout_s`` (a hung scorer stops
+        the run with a message instead of hanging it)."""
+        if self.timeout_s is None:
+            return self.scorer(prompts, responses)
+        box: dict = {}
+
+        def run() -> None:
+            try:
+                box["value"] = self.scorer(prompts, responses)
+            except BaseException as err:  # handed to the caller's thread
+                box["error"] = err
+
+        worker = threading.Thread(target=run, daemon=True, name=f"scorer-{self.name}")
+        worker.start()
+        worker.join(self.timeout_s)
+        if worker.is_alive():
+            raise SoupError(
+                f"objective '{self.name}' did not answer within {self.timeout_s:g} s for {len(responses)} "
+                "responses: it hangs or is far too slow; fix the scorer (nothing was cached)"
+            )
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def _checked(self, values, n: int) -> np.ndarray:
+        if values is None or (isinstance(values, Sequence) and any(v is None for v in values)):
+            where = "" if values is None else f" for response {[v is None for v in values].index(True)}"
+            raise SoupError(
+                f"objective '{self.name}' returned None{where}: a scorer must return one number per "
+                "response (NaN where it cannot score one)"
+            )
         try:
             out = np.asarray(values, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as err:
@@ -93,6 +146,12 @@ class Objective:
             raise SoupError(
                 f"objective '{self.name}' returned {out.size} scores for {n} responses; "
                 "it must return one number per response"
+            )
+        if np.isinf(out).any():
+            raise SoupError(
+                f"objective '{self.name}' returned {out[np.isinf(out)][0]} for response "
+                f"{int(np.flatnonzero(np.isinf(out))[0])}: scores must be finite numbers (NaN where it "
+                "cannot score one)"
             )
         return out
 
@@ -108,6 +167,7 @@ class Objective:
 
 
 _warned: set[str] = set()
+_working: set[tuple[str, str]] = set()  # (name, version) of scorers that have scored a response
 
 
 def _require(module: str, package: str):
@@ -202,11 +262,14 @@ def get_objective(spec: str, *, name: str | None = None, direction: str | None =
         obj = BUILTINS[spec]
     elif spec.startswith("reward:") or Path(spec).expanduser().is_dir():
         folder = spec.removeprefix("reward:")
-        obj = Objective(
-            name or Path(folder).name, reward_model_scorer(folder), direction or MAXIMIZE, "reward"
-        )
+        scorer = reward_model_scorer(folder)  # checks the folder first
+        files = json.dumps(folder_hashes(Path(folder).expanduser()), sort_keys=True)
+        version = "files:" + hashlib.sha256(files.encode()).hexdigest()[:16]  # a retrained model: new key
+        obj = Objective(name or Path(folder).name, scorer, direction or MAXIMIZE, "reward", version)
     elif ":" in spec:
-        obj = Objective(name or spec.rpartition(":")[2], python_scorer(spec), direction or MAXIMIZE)
+        fn = user_function(spec)
+        version = "source:" + source_sha256(fn)[:16]  # a fixed scorer: new key, no stale results
+        obj = Objective(name or spec.rpartition(":")[2], batched(fn), direction or MAXIMIZE, "", version)
     else:
         raise SoupError(
             f"unknown objective {spec!r}: use one of {sorted(BUILTINS)}, a Python function as "
@@ -229,6 +292,11 @@ def get_objectives(specs: Sequence[str]) -> list[Objective]:
 
 def python_scorer(spec: str) -> Scorer:
     """The function ``module:function`` or ``path/file.py:function`` as a batched scorer."""
+    return batched(user_function(spec))
+
+
+def user_function(spec: str) -> Callable:
+    """The function that ``module:function`` or ``path/file.py:function`` names, imported."""
     target, _, attr = spec.rpartition(":")
     try:
         if target.endswith(".py"):
@@ -252,6 +320,11 @@ def python_scorer(spec: str) -> Scorer:
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise SoupError(f"objective {spec!r}: {target!r} has no function {attr!r}")
+    return fn
+
+
+def batched(fn: Callable) -> Scorer:
+    """``fn`` as a scorer of (prompts, responses); a function of one response scores them one by one."""
     try:
         n_params = len(inspect.signature(fn).parameters)
     except (TypeError, ValueError):

@@ -154,6 +154,38 @@ def encode_prompts(tokenizer, prompts: Sequence[str], *, chat: bool = True) -> d
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
+def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
+    """Each prompt's length in tokens, as ``generate`` encodes it (chat template included)."""
+    return encode_prompts(tokenizer, prompts)["attention_mask"].sum(dim=1).tolist()
+
+
+def context_length(model) -> int | None:
+    """The most tokens (prompt + response) the model was built for, from its config; None if unknown."""
+    cfg = model.config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_prompt_lengths(soup: Soup, lengths: Sequence[int], max_new_tokens: int) -> None:
+    """Refuse prompts longer than the model's context minus ``max_new_tokens`` (``lengths``: each
+    prompt's tokens), before anything is generated: past its context a model answers garbage."""
+    context = context_length(soup.model)
+    if context is None or not len(lengths):
+        return
+    room = context - int(max_new_tokens)
+    longest = max(range(len(lengths)), key=lambda i: lengths[i])
+    if lengths[longest] > room:
+        too_long = sum(1 for n in lengths if n > room)
+        raise SoupError(
+            f"prompt {longest} is {lengths[longest]} tokens ({too_long} prompt(s) too long): with "
+            f"{max_new_tokens} new tokens the model's context of {context} tokens leaves {max(room, 0)} for a "
+            "prompt; shorten the prompt or lower --max-new-tokens"
+        )
+
+
 def stop_token_ids(soup: Soup) -> list[int]:
     """Token ids that end a response: the generation config's EOS ids and the tokenizer's."""
     ids = soup.model.generation_config.eos_token_id
@@ -195,6 +227,7 @@ def generate(
     if len(sample_ids) != len(prompts):
         raise SoupError(f"{len(sample_ids)} sample ids given for {len(prompts)} prompts")
     enc = encode_prompts(soup.tokenizer, prompts, chat=chat)
+    check_prompt_lengths(soup, enc["attention_mask"].sum(dim=1).tolist(), int(config.max_new_tokens))
     stops = stop_token_ids(soup)
     hf_config = GenerationConfig(
         max_new_tokens=int(config.max_new_tokens),

@@ -34,7 +34,7 @@ from transformers.pytorch_utils import Conv1D
 from explorer.adapters import LoraAdapter, read_adapter
 from explorer.errors import SoupError
 from explorer.layer import StackedLora
-from explorer.mix import check_mix
+from explorer.mix import MAX_WEIGHT, check_mix
 from explorer.runtime import resolve_device, resolve_dtype
 
 # Weights as the user gives them: one mix (name -> weight), several mixes, or a (rows, N) tensor
@@ -172,6 +172,11 @@ class Soup:
         t = torch.as_tensor(rows, dtype=torch.float64) if isinstance(rows, list) else rows
         if not torch.isfinite(t).all():
             raise SoupError(f"weights must be finite numbers, got {t.tolist()}")
+        if t.numel() and t.abs().max() > MAX_WEIGHT:
+            raise SoupError(
+                f"weights beyond +-{MAX_WEIGHT:g} overflow the model's numbers (got up to "
+                f"{t.abs().max().item():g}): use weights of a few units at most"
+            )
         return t
 
     def _row(self, mix: Mapping[str, float]) -> list[float]:

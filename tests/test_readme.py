@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP = ("explorer/", "models/", "assets/", "tests/", "bench/")
+TOP = ("explorer/", "models/", "assets/", "tests/", "bench/", "notebooks/")
 
 
 def layout() -> str:

@@ -79,6 +79,17 @@ def _fmt(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+def slider_help(names: list[str]) -> str:
+    """Under the sliders: what each adapter was trained for, as its objective measures it."""
+    lines = [
+        f"<b>{html.escape(n)}</b>: adapter trained for {html.escape(OBJECTIVE_HELP[n])}"
+        for n in names
+        if n in OBJECTIVE_HELP
+    ]
+    lines.append("a weight scales its adapter's delta: 0 leaves it out, 1 adds it whole")
+    return f"<small>{'<br>'.join(lines)}</small>"
+
+
 class MixControls(Viewer):
     """One slider per adapter, the simplex/free switch, the prompt and the decoding settings."""
 
@@ -122,6 +133,7 @@ class MixControls(Viewer):
             pn.pane.Markdown("### Mix"),
             pn.widgets.Checkbox.from_param(s.param.simplex, name="Keep on the simplex (sum 1)"),
             *self.sliders.values(),
+            pn.pane.HTML(slider_help(list(s.weights)), css_classes=["slider-help"]),
             pn.Row(self.generate, self.pin),
             pn.pane.Markdown("### Prompt"),
             presets,
@@ -278,9 +290,7 @@ class FrontierView(Viewer):
             # the axes follow the data as the grid fills in and the current mix moves
             hv.opts.Points(framewise=True, padding=0.1),
             hv.opts.Curve(framewise=True, padding=0.1),
-            hv.opts.ErrorBars(
-                framewise=True, color="#9aa5b1", line_alpha=0.6, lower_head=None, upper_head=None
-            ),
+            hv.opts.ErrorBars(framewise=True, color="#9aa5b1", line_alpha=0.6),
         )
 
     def _table(self, ds, x, y):
@@ -313,9 +323,7 @@ class FrontierView(Viewer):
         rows = self._table(ds, x, y) or []
         end = "x" if horizontal else "y"
         data = [(r[x], r[y], r[f"{end}_low"], r[f"{end}_high"]) for r in rows]
-        return hv.ErrorBars(
-            data, kdims=[x or "x"], vdims=[y or "y", "low", "high"], horizontal=horizontal
-        ).opts(nonselection_alpha=0.6)
+        return hv.ErrorBars(data, kdims=[x or "x"], vdims=[y or "y", "low", "high"], horizontal=horizontal)
 
     def _grid_points(self, ds, x, y):
         rows = self._table(ds, x, y)

@@ -32,6 +32,7 @@ def app(demo_engine):
 
 def open_app(page, app):
     factory, made = app
+    page.set_default_timeout(TIMEOUT)  # a loaded 2-core machine builds the page slowly
     serve_component(page, factory)
     wait_until(lambda: len(made) == 1, page)
     explorer = made[0]
@@ -109,7 +110,7 @@ def test_clicking_a_frontier_point_loads_its_weights(page, app, demo_engine):
     demo_engine.start_grid(SamplingConfig(max_new_tokens=12))
     demo_engine.wait_grid(600)
     explorer = open_app(page, app)
-    ds = demo_engine.results
+    ds = explorer.session.results
     index = 1
     page.locator(".frontier-plot").scroll_into_view_if_needed()
     expected = dict(zip(map(str, ds["adapter"].values), ds["weights"].values[index].tolist(), strict=True))
@@ -157,16 +158,35 @@ def test_pin_three_mixes_and_compare_them(page, app):
 
 
 def test_start_and_cancel_a_grid(page, app, demo_engine):
-    demo_engine.results = None
     explorer = open_app(page, app)
-    explorer.session.max_new_tokens = 400  # long enough that the grid is still running when we cancel
+    s = explorer.session
+    s.max_new_tokens = 400  # long enough that the grid is still running when we cancel
     page.get_by_role("button", name="Compute frontier").click()
-    wait_until(lambda: demo_engine.grid_running, page, timeout=TIMEOUT)
+    wait_until(lambda: s.grid_running, page, timeout=TIMEOUT)
     page.get_by_role("button", name="Cancel grid").click()
-    wait_until(lambda: not demo_engine.grid_running, page, timeout=TIMEOUT)
-    assert "cancelled" in demo_engine.grid_message, demo_engine.grid_message
+    wait_until(lambda: not s.grid_running, page, timeout=TIMEOUT)
+    assert "cancelled" in s.grid_message, s.grid_message
     wait_until(lambda: "cancelled" in page.locator(".grid-message").inner_text(), page, timeout=TIMEOUT)
-    assert explorer.session.message == ""
+    assert s.message == ""
+
+
+def test_a_partial_front_says_partial(page, app, demo_engine):
+    explorer = open_app(page, app)
+    s = explorer.session
+    s.max_new_tokens = 3  # a grid of its own: 12 rows, in chunks of 7
+
+    def cancel_after_the_first_chunk(event):
+        if 0 < event.new < 1:
+            demo_engine.cancel_grid(s._grid)
+
+    page.get_by_role("button", name="Compute frontier").click()
+    wait_until(lambda: s._grid is not None and s._grid.running, page, timeout=TIMEOUT)
+    s._grid.param.watch(cancel_after_the_first_chunk, "progress")
+    wait_until(lambda: not s.grid_running, page, timeout=TIMEOUT)
+    status = page.locator(".frontier-status")
+    wait_until(lambda: "Partial: 7/12 rows" in status.inner_text(), page, timeout=TIMEOUT)
+    assert "3 tokens, greedy" in status.inner_text()  # the settings of the front shown
+    assert "partial grid" in page.locator(".grid-hypervolume").inner_text()
 
 
 def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, demo_engine, tmp_path):
@@ -175,8 +195,13 @@ def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, demo_engine, 
     from transformers import AutoModelForCausalLM
 
     explorer = open_app(page, app)
+    page.get_by_role("button", name="Export", exact=True).click()
+    link = page.get_by_role("button", name="Download")  # a zip named after the mix
+    wait_until(lambda: link.count() == 1, page, timeout=TIMEOUT)
+    assert "adapter.zip" in link.inner_text() and "concise" in link.inner_text()
+    assert str(demo_engine.export_dir) in page.locator(".export-status").inner_text()
     with page.expect_download(timeout=TIMEOUT) as info:
-        page.get_by_role("button", name="Export and download (zip)").click()
+        link.click()
     data = info.value.path().read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         zf.extractall(tmp_path)
@@ -210,13 +235,123 @@ def test_two_sessions_share_one_model_and_keep_their_own_mixes(browser, app, dem
     a.weights = {n: float(n == names[0]) for n in names}
     assert b.weights != a.weights  # one session's sliders do not move the other's
     b.weights = {n: float(n == names[1]) for n in names}
-    first, second = a.regenerate(), b.regenerate()  # at the same time, on the one model
-    first.join()
-    second.join()
+    a.regenerate(), b.regenerate()  # at the same time, on the one model
     for s in (a, b):  # each got its own mix's response: the model's weights never changed under it
-        assert s.response == generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
+        expected = generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
+        wait_until(lambda s=s, e=expected: not s.generating and s.response == e, pages[1], timeout=TIMEOUT)
     for p in pages:
         p.close()
+
+
+def open_two(browser, app):
+    factory, made = app
+    pages = [browser.new_page(), browser.new_page()]
+    for p in pages:
+        p.set_default_timeout(TIMEOUT)
+    _, port = serve_component(pages[0], factory)
+    pages[1].goto(f"http://localhost:{port}")
+    wait_until(lambda: len(made) == 2, pages[1], timeout=TIMEOUT)
+    for explorer in made:
+        wait_until(
+            lambda e=explorer: bool(e.session.response) and not e.session.generating,
+            pages[1],
+            timeout=TIMEOUT,
+        )
+    return pages, made[0].session, made[1].session
+
+
+def test_one_session_stays_live_while_another_refreshes_pins_and_exports(browser, app, demo_engine):
+    pages, a, b = open_two(browser, app)
+    names = list(a.weights)
+    for name in names:
+        a.weights = {n: float(n == name) for n in names}
+        a.regenerate(wait=True)
+        wait_until(lambda: not a.generating, pages[0], timeout=TIMEOUT)
+        a.pin()
+    a.max_new_tokens = 150  # a long refresh: three pins of 150 tokens, as one batch
+    pages[0].get_by_role("button", name="Regenerate pinned for this prompt").click()
+    pages[0].get_by_role("button", name="Export", exact=True).click()
+    wait_until(lambda: a.refreshing_pins, pages[0], timeout=TIMEOUT)
+    # meanwhile B's page answers: its prompt edit comes back as a "stale" label, and its own
+    # response streams in token by token
+    box = pages[1].locator("textarea")
+    box.fill("Name three colours.")
+    box.press("Tab")
+    wait_until(lambda: pages[1].locator(".response-stale").count() == 1, pages[1], timeout=TIMEOUT)
+    assert a.refreshing_pins  # it happened while A's pins were being regenerated
+    seen = []
+    b.param.watch(lambda e: seen.append(e.new), "response")
+    pages[1].get_by_role("button", name="Generate", exact=True).click()
+    wait_until(lambda: not b.generating and bool(b.scores), pages[1], timeout=TIMEOUT)
+    assert len([t for t in seen if t]) >= 2 and b.response_for["prompt"] == "Name three colours."
+    wait_until(lambda: not a.refreshing_pins and "written to" in a.export_status, pages[0], timeout=TIMEOUT)
+    assert all(p["sampling"]["max_new_tokens"] == 150 for p in a.pinned)
+    for p in pages:
+        p.close()
+
+
+def test_simplex_toggle_regenerates_and_pins_show_their_prompt(page, app, demo_engine):
+    from explorer.sampling import generate
+
+    explorer = open_app(page, app)
+    s = explorer.session
+    page.get_by_text("Keep on the simplex (sum 1)").click()
+    wait_until(lambda: not s.simplex, page, timeout=TIMEOUT)
+    s.set_weight("positive", 2.0)
+    s.regenerate(wait=True)
+    wait_until(lambda: not s.generating and bool(s.scores), page, timeout=TIMEOUT)
+    page.get_by_role("button", name="Pin this mix").click()
+    page.get_by_text("Keep on the simplex (sum 1)").click()  # back on the simplex: a new response
+    wait_until(lambda: s.simplex and sum(s.weights.values()) == pytest.approx(1.0), page, timeout=TIMEOUT)
+    expected = generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
+    wait_until(lambda: not s.generating and s.response == expected, page, timeout=TIMEOUT)
+    assert s.response_for["weights"] == pytest.approx(s.weights)
+    status = page.locator(".response-status")
+    wait_until(lambda: "positive 2.00" not in status.inner_text(), page, timeout=TIMEOUT)
+    assert page.locator(".response-stale").count() == 0
+    page.get_by_role("button", name="Pin this mix").click()
+    page.get_by_role("button", name="Pin this mix").click()  # the same again: refused
+    wait_until(lambda: "already pinned" in s.message, page, timeout=TIMEOUT)
+    assert len(s.pinned) == 2 and s.pinned[0]["weights"]["positive"] == 2.0  # the mix that produced it
+    s.prompt = "Name three colours."
+    prompts = page.locator(".pin-prompt")
+    wait_until(lambda: page.locator(".pin-other-prompt").count() == 2, page, timeout=TIMEOUT)
+    assert "Give me one tip" in prompts.nth(0).inner_text()
+
+
+def test_two_sessions_with_different_grid_settings_keep_their_own_fronts(browser, app, demo_engine):
+    demo_engine.start_grid(SamplingConfig(max_new_tokens=12))
+    demo_engine.wait_grid(600)
+    pages, a, b = open_two(browser, app)
+    front = a.results
+    assert front is not None and b.results is front  # the same settings: one grid
+    b.max_new_tokens = 4
+    pages[1].get_by_role("button", name="Compute frontier").click()
+    wait_until(lambda: b.grid_running, pages[1], timeout=TIMEOUT)
+    pages[0].get_by_role("button", name="Cancel grid").click()  # A's cancel is for A's grid only
+    wait_until(lambda: not b.grid_running, pages[1], timeout=TIMEOUT)
+    assert "grid done" in b.grid_message and a.results is front
+    wait_until(
+        lambda: "4 tokens" in pages[1].locator(".frontier-status").inner_text(), pages[1], timeout=TIMEOUT
+    )
+    assert "12 tokens" in pages[0].locator(".frontier-status").inner_text()
+    for p in pages:
+        p.close()
+
+
+def test_a_merged_export_writes_a_folder_and_sends_no_zip(page, app, demo_engine):
+    explorer = open_app(page, app)
+    s = explorer.session
+    s.export_format = "merged"
+    downloads = []
+    page.on("download", downloads.append)
+    page.get_by_role("button", name="Export", exact=True).click()
+    status = page.locator(".export-status")
+    wait_until(lambda: "merged written to" in status.inner_text(), page, timeout=TIMEOUT)
+    folder = s.export_status.split("written to ")[1].split(" (")[0]
+    assert (demo_engine.export_dir / folder.split("/")[-1] / "config.json").is_file()
+    assert page.get_by_role("button", name="Download").count() == 0 and not downloads
+    assert not list(demo_engine.export_dir.glob("*merged*.zip"))
 
 
 def test_a_failing_scorer_shows_a_message_and_the_app_stays_usable(page, app, demo_engine):

@@ -5,10 +5,39 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+_MARK = "explorer-tmp"  # in the name of every temporary folder, with the writing process's id
+_STALE = re.compile(rf"^\..+\.{_MARK}-(\d+)-")
+
+
+def remove_stale(parent: Path) -> list[Path]:
+    """Delete the temporary folders that killed writers left in ``parent`` (a writer killed with
+    SIGKILL cannot clean up; a merged export's leftover is as big as the model). A folder is stale
+    when the process named in it is gone; the ones of running processes are left alone."""
+    removed = []
+    for entry in parent.iterdir() if parent.is_dir() else []:
+        match = _STALE.match(entry.name)
+        if match and entry.is_dir() and not _running(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -23,7 +52,8 @@ def atomic_write(target: str | Path, *, folder: bool = False) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if folder:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        remove_stale(target.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_MARK}-{os.getpid()}-", dir=target.parent))
     else:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -44,7 +74,7 @@ def _swap_folder(tmp: Path, target: Path) -> None:
     if not target.exists():
         tmp.rename(target)
         return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    old = target.with_name(f".{target.name}.{_MARK}-{os.getpid()}-old")
     target.rename(old)
     try:
         tmp.rename(target)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -85,8 +87,22 @@ class RunFiles:
         self.journal = folder / f"{key}.partial.jsonl"
 
     def finished(self) -> xr.Dataset | None:
-        """The finished results, or None."""
-        return xr.load_dataset(self.final) if self.final.is_file() else None
+        """The finished results, or None. A file that cannot be read (cut by a crash or a full disk)
+        is moved aside with a warning, and the run is computed again."""
+        if not self.final.is_file():
+            return None
+        try:
+            return xr.load_dataset(self.final)
+        except Exception as err:  # netCDF/HDF5 raise several types for a damaged file
+            aside = self.final.with_name(f"{self.final.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(self.final, aside)
+            warnings.warn(
+                f"cached results {self.final} could not be read ({type(err).__name__}: {err}); moved "
+                f"aside to {aside.name} and computed again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
 
     def append(
         self,
@@ -114,19 +130,37 @@ class RunFiles:
         """Fill ``ds`` with the chunks a cancelled run left in the journal; returns the rows taken."""
         if not self.journal.is_file():
             return 0
-        taken = 0
-        for line in self.journal.read_text(encoding="utf-8").splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a crash: that chunk is generated again
-                continue
-            scores = np.array(
-                [[np.nan if v is None else v for v in row] for row in r["scores"]], dtype=np.float64
+        taken, skipped = 0, 0
+        text = self.journal.read_bytes().decode("utf-8", errors="replace")
+        for line in text.splitlines():
+            try:  # a line cut or garbled by a crash: that chunk is generated again
+                taken += self._fill(ds, json.loads(line))
+            except (ValueError, KeyError, TypeError, IndexError):
+                skipped += 1
+        if skipped:
+            warnings.warn(
+                f"{skipped} damaged line(s) in {self.journal.name} were skipped; those chunks are "
+                "generated again",
+                RuntimeWarning,
+                stacklevel=2,
             )
-            rows = [(int(a), int(b), int(c)) for a, b, c in r["rows"]]
-            fill_rows(ds, rows, r["texts"], r["n_tokens"], r["finished"], scores)
-            taken += len(rows)
         return taken
+
+    @staticmethod
+    def _fill(ds: xr.Dataset, r: dict) -> int:
+        """Fill ``ds`` with one journal record; ValueError/KeyError/TypeError/IndexError when it is damaged."""
+        scores = np.array(
+            [[np.nan if v is None else v for v in row] for row in r["scores"]], dtype=np.float64
+        )
+        rows = [(int(a), int(b), int(c)) for a, b, c in r["rows"]]
+        shape, k = ds["done"].shape, ds.sizes["objective"]
+        n = len(rows)
+        if scores.shape != (n, k) or not (len(r["texts"]) == len(r["n_tokens"]) == len(r["finished"]) == n):
+            raise ValueError("a record whose lengths do not match")
+        if any(not (0 <= i < size) for row in rows for i, size in zip(row, shape, strict=True)):
+            raise IndexError("a row outside the grid")
+        fill_rows(ds, rows, r["texts"], r["n_tokens"], r["finished"], scores)
+        return n
 
     def complete(self, ds: xr.Dataset) -> None:
         """Store the finished results and drop the journal."""

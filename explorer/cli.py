@@ -126,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SoupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file system refusal nothing above foresaw: a message, not a traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(
+            f"error: {err.strerror or err}{where}: check the path, its permissions and free space",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -174,27 +174,46 @@ def export_mix(
     w = check_mix(weights, soup.names)
     check_format(format, rank)
     target = Path(out).expanduser()
-    if target.exists() and not force:
-        raise SoupError(f"{target} already exists: choose another --out, or pass --force to replace it")
-    if target.exists() and not target.is_dir():
-        raise SoupError(f"{target} is a file: --out must be a folder")
+    check_target(target, force=force)
     factors = mixed_factors(soup, w) if format != "merged" else {}  # refuses an all-zero mix
 
     result = ExportResult(
         path=target, format=format, rank=int(rank) if rank is not None and format == "lowrank" else None
     )
-    with atomic_write(target, folder=True) as tmp:
-        if format == "merged":
-            _write_merged(soup, w, tmp)
-        else:
-            if result.rank is not None:
-                truncated = {m: truncate(f, result.rank) for m, f in factors.items()}
-                factors = {m: f for m, (f, _) in truncated.items()}
-                result.module_errors = {m: err for m, (_, err) in truncated.items()}
-                result.overall_error = overall_error(soup, w, result.module_errors)
-            _write_adapter(soup, factors, tmp)
-        (tmp / RECIPE).write_text(yaml.safe_dump(recipe(soup, w, result, scores), sort_keys=False))
+    try:
+        with atomic_write(target, folder=True) as tmp:
+            if format == "merged":
+                _write_merged(soup, w, tmp)
+            else:
+                if result.rank is not None:
+                    truncated = {m: truncate(f, result.rank) for m, f in factors.items()}
+                    factors = {m: f for m, (f, _) in truncated.items()}
+                    result.module_errors = {m: err for m, (_, err) in truncated.items()}
+                    result.overall_error = overall_error(soup, w, result.module_errors)
+                _write_adapter(soup, factors, tmp)
+            (tmp / RECIPE).write_text(yaml.safe_dump(recipe(soup, w, result, scores), sort_keys=False))
+    except OSError as err:  # a read-only folder, a full disk: nothing was written, say so
+        raise SoupError(
+            f"cannot write the export to {target} ({err.strerror or err}): nothing was written; choose "
+            "another --out in a writable folder with free space"
+        ) from err
     return result
+
+
+def check_target(target: Path, *, force: bool) -> None:
+    """An export goes to a new folder; ``force`` replaces only a folder that holds an earlier export
+    (its recipe.yaml), never anything else, so a typo in --out cannot delete a user's folder."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise SoupError(f"{target} is a file: --out must be a folder")
+    if not force:
+        raise SoupError(f"{target} already exists: choose another --out, or pass --force to replace it")
+    if not (target / RECIPE).is_file():
+        raise SoupError(
+            f"{target} is not an earlier export (it has no {RECIPE}): --force only replaces an export; "
+            "choose another --out"
+        )
 
 
 def overall_error(soup: Soup, weights: Mapping[str, float], errors: Mapping[str, float]) -> float:

@@ -10,8 +10,8 @@ that fall outside the plain simplex.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,7 @@ from explorer.sampling import SamplingConfig
 
 DECIMALS = 10  # mixes are rounded to this many decimals, so that duplicates are found
 MIN_OBJECTIVES = 2  # a frontier trades off at least two objectives
+MAX_MIXES = 1_000_000  # a lattice larger than this is refused before it is made
 
 
 def check_objectives(names: Sequence[str]) -> None:
@@ -81,9 +82,28 @@ class GridSpec:
 
 
 def simplex_lattice(n: int, k: int) -> np.ndarray:
-    """All (M, n) points with coordinates in {0, 1/k, ..., 1} summing to 1."""
-    points = [c for c in itertools.product(range(k + 1), repeat=n - 1) if sum(c) <= k]
-    return np.array([[*c, k - sum(c)] for c in points], dtype=np.float64)[:, ::-1] / k
+    """All (M, n) points with coordinates in {0, 1/k, ..., 1} summing to 1, M = C(k+n-1, n-1).
+
+    Generated directly (never by filtering the (k+1)^(n-1) cube, which hangs for 10 adapters);
+    more than ``MAX_MIXES`` points are refused before any is made.
+    """
+    count = math.comb(k + n - 1, n - 1)
+    if count > MAX_MIXES:
+        raise SoupError(
+            f"{n} adapters at resolution {k} make {count:,} mixes, more than {MAX_MIXES:,}: lower --resolution"
+        )
+    points = np.array(list(_compositions(n, k)), dtype=np.float64).reshape(count, n)
+    return points[:, ::-1] / k
+
+
+def _compositions(n: int, k: int) -> Iterator[tuple[int, ...]]:
+    """Every (c_1, ..., c_n) of whole numbers >= 0 summing to k, in lexicographic order."""
+    if n == 1:
+        yield (k,)
+        return
+    for first in range(k + 1):
+        for rest in _compositions(n - 1, k - first):
+            yield (first, *rest)
 
 
 def weight_grid(

@@ -28,6 +28,7 @@ from explorer.results import (
     directions,
     hypervolume_of,
     intervals,
+    load_results,
     means,
     mix_weights,
     n_mixes,
@@ -76,6 +77,9 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, metavar="ROWS", help="rows per chunk (default: 64 on CPU, by memory on GPU)"
     )
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing --out that is not a results file"
+    )
 
 
 def check_output_path(path: str) -> Path:
@@ -98,9 +102,25 @@ def check_output_path(path: str) -> Path:
     return out
 
 
+def refuse_overwrite(out: Path, *, force: bool) -> None:
+    """An earlier results file may be replaced; any other existing file only with ``force``."""
+    if not out.exists() or force:
+        return
+    try:
+        is_results = "score" in load_results(out)
+    except SoupError:
+        is_results = False
+    if not is_results:
+        raise SoupError(
+            f"--out {out} exists and is not a results file of explorer grid: choose another --out, or "
+            "pass --force to replace it"
+        )
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     # everything that can be checked without the model is checked first
     out = check_output_path(args.out)
+    refuse_overwrite(out, force=args.force)
     if args.resolution < 1:
         raise SoupError(f"--resolution must be at least 1 (10 gives steps of 0.1), got {args.resolution}")
     if args.batch_size is not None and args.batch_size < 1:

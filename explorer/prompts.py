@@ -13,9 +13,19 @@ HELDOUT = data_path("prompts", "heldout.txt")  # the demo's evaluation prompts, 
 def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:
     """The prompts in ``path`` (the first ``limit`` when given), refusing empty and non-text files."""
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise SoupError(f"prompts file {file} is a folder: give a text file with one request per line")
+    if file.is_symlink() and not file.exists():
+        raise SoupError(
+            f"prompts file {file} is a symbolic link to nothing (missing or looping): fix the link"
+        )
     if not file.is_file():
-        raise SoupError(f"prompts file {file} does not exist")
-    raw = file.read_bytes()
+        what = "does not exist" if not file.exists() else "is not a regular file"
+        raise SoupError(f"prompts file {file} {what}: give a text file with one request per line")
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        raise SoupError(f"prompts file {file} cannot be read ({err.strerror or err})") from err
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

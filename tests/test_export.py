@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import shutil
 
 import pytest
 import torch
@@ -166,7 +167,13 @@ def test_existing_target_needs_force(soup64, tmp_path):
     with pytest.raises(SoupError, match="already exists: choose another --out, or pass --force"):
         export_mix(soup64, MIX, target)
     assert (target / "keep.txt").read_text() == "mine"
-    export_mix(soup64, MIX, target, force=True)
+    with pytest.raises(SoupError, match="is not an earlier export .*--force only replaces an export"):
+        export_mix(soup64, MIX, target, force=True)  # a user's folder is never deleted
+    assert (target / "keep.txt").read_text() == "mine"
+    shutil.rmtree(target)
+    export_mix(soup64, MIX, target)  # an earlier export...
+    (target / "keep.txt").write_text("from the earlier export")
+    export_mix(soup64, MIX, target, force=True)  # ...is replaced with --force
     assert not (target / "keep.txt").exists() and (target / "adapter_model.safetensors").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary or old folder left
 
@@ -178,6 +185,6 @@ def test_a_failed_export_leaves_nothing(soup64, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(explorer.export, "save_file", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(SoupError, match=r"cannot write the export .*No space left.*nothing was written"):
         export_mix(soup64, MIX, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []

@@ -259,3 +259,148 @@ def test_a_scorer_that_hangs_times_out_with_a_message():
 def test_nan_for_one_response_is_still_allowed():
     values = Objective("some", lambda p, r: [np.nan, 1.0]).score(["a", "b"], ["x", "y"])
     assert np.isnan(values[0]) and values[1] == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. tracebacks: every error path is one line with what to do, exit code 2
+
+
+def test_an_export_to_a_folder_it_cannot_write_is_a_message(soup_files, tmp_path, capsys):
+    locked = Path("/proc/mix")  # even root cannot create a folder here
+    argv = ["export", *model_args(*soup_files), "--weights", MIX, "--out", str(locked)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # above it: the model's loading bar
+    assert last.startswith("error: cannot write the export to /proc/mix") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("key", ["weights", "format", "base", "adapters", "dtype"])
+def test_a_recipe_with_a_missing_key_is_a_message(soup_files, tmp_path, capsys, key):
+    import yaml
+
+    out = tmp_path / "mix"
+    assert main(["export", *model_args(*soup_files), "--weights", MIX, "--out", str(out)]) == 0
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    del recipe[key]
+    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["export", "--recipe", str(out), "--out", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err
+    assert f"has no valid '{key}'" in err and "Traceback" not in err and not (tmp_path / "again").exists()
+
+
+def test_a_truncated_cached_front_is_moved_aside_and_computed_again(grid_argv, tmp_path, capsys):
+    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc")]
+    assert main(argv) == 0
+    (cached,) = (tmp_path / "cache" / "frontiers").glob("*.nc")
+    first = cached.read_bytes()
+    cached.write_bytes(first[: len(first) // 3])  # a crash or a full disk cut it
+    with pytest.warns(RuntimeWarning, match="could not be read .* moved aside"):
+        assert main(argv) == 0  # `explorer serve` reads the same cache at start-up (load_cached)
+    names = cached_files(tmp_path)
+    assert cached.name in names and any(".corrupt-" in n for n in names)  # kept aside, and computed again
+
+
+def test_damaged_journal_lines_are_skipped_and_generated_again(soup_files, tmp_path):
+    from explorer.cache import RunFiles
+    from explorer.evaluation import evaluate_grid
+    from explorer.results import done_mask, row_texts
+
+    soup = Soup.load(*soup_files, device="cpu", dtype="float64")
+    spec = GridSpec.on_simplex(
+        soup.names,
+        1,
+        prompts=["Hi", "Tell a story"],
+        objectives=[LETTERS, LETTERS.__class__("l2", LETTERS.scorer)],
+        sampling=SamplingConfig(3),
+    )
+    reference = evaluate_grid(soup, spec)
+    files = RunFiles(tmp_path, cache_key(soup, spec))
+    files.journal.write_text(
+        '{"rows": [[99, 0, 0]], "texts": ["x"], "n_tokens": [1], "finished": [true], "scores": [[1, 2]]}\n'
+        '{"rows": 5}\n'
+        '["not", "a", "record"]\n'
+        '{"rows": [[0, 0, 0]], "texts": ["x"], "n_tok'  # cut by a crash
+    )
+    with pytest.warns(RuntimeWarning, match="4 damaged line"):
+        ds = evaluate_grid(soup, spec, cache=tmp_path)
+    assert done_mask(ds).all() and (row_texts(ds) == row_texts(reference)).all()
+
+
+@pytest.mark.parametrize("kind, words", [("folder", "is a folder"), ("loop", "symbolic link to nothing")])
+def test_a_prompts_file_that_is_a_folder_or_a_link_loop(grid_argv, tmp_path, capsys, kind, words):
+    bad = tmp_path / "bad"
+    if kind == "folder":
+        bad.mkdir()
+    else:
+        bad.symlink_to(tmp_path / "bad")  # points at itself
+    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc")]
+    argv[argv.index("--prompts") + 1] = str(bad)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "does not exist" not in err
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. data loss
+
+
+def test_export_force_replaces_only_an_earlier_export(soup_files, tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.tex").write_text("years of work")
+    argv = ["export", *model_args(*soup_files), "--weights", MIX, "--force"]
+    assert main([*argv, "--out", str(notes)]) == 2
+    assert "is not an earlier export" in capsys.readouterr().err
+    assert (notes / "thesis.tex").read_text() == "years of work"
+    assert main([*argv, "--out", str(tmp_path / "mix")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "mix")]) == 0  # an earlier export is replaced
+
+
+def test_grid_out_refuses_to_overwrite_a_file_that_is_not_results(grid_argv, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    argv = [*grid_argv, "--objective", "readable"]
+    assert main([*argv, "--out", str(notes)]) == 2
+    assert "exists and is not a results file" in capsys.readouterr().err
+    assert notes.read_text() == "my notes"
+    front = tmp_path / "front.nc"
+    assert main([*argv, "--out", str(front)]) == 0
+    assert main([*argv, "--out", str(front)]) == 0  # an earlier results file is replaced
+    assert main([*argv, "--out", str(notes), "--force"]) == 0
+
+
+def test_a_killed_exports_temporary_folder_is_removed_at_the_next_export(soup_files, tmp_path):
+    import subprocess
+    import sys
+
+    killed = (  # a writer killed with SIGKILL in the middle of an export (atomic.py alone: fast)
+        "import importlib.util, os, signal, sys\n"
+        "spec = importlib.util.spec_from_file_location('atomic', sys.argv[2])\n"
+        "atomic = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(atomic)\n"
+        "writing = atomic.atomic_write(sys.argv[1], folder=True)\n"
+        "tmp = writing.__enter__()\n"
+        "(tmp / 'model.safetensors').write_bytes(b'0' * 100000)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    atomic = Path(__file__).parents[1] / "explorer" / "atomic.py"
+    out = subprocess.run([sys.executable, "-c", killed, str(tmp_path / "merged"), str(atomic)], check=False)
+    assert out.returncode == -9
+    (left,) = [p for p in tmp_path.iterdir() if p.name.startswith(".merged.")]  # the failure
+    assert (left / "model.safetensors").is_file()
+    assert main(["export", *model_args(*soup_files), "--weights", MIX, "--out", str(tmp_path / "mix")]) == 0
+    assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("command", ["generate", "grid", "export"])
+def test_a_name_twice_in_weights_is_refused_everywhere(grid_argv, soup_files, tmp_path, capsys, command):
+    twice = "helpful=1,helpful=2"
+    argv = {
+        "generate": ["generate", *model_args(*soup_files), "--weights", twice, "--max-new-tokens", "2"],
+        "grid": [*grid_argv, "--objective", "readable", "--point", twice, "--out", str(tmp_path / "a.nc")],
+        "export": ["export", *model_args(*soup_files), "--weights", twice, "--out", str(tmp_path / "mix")],
+    }[command]
+    assert main(argv) == 2
+    assert "names 'helpful' twice" in capsys.readouterr().err
+    assert not (tmp_path / "mix").exists() and not (tmp_path / "a.nc").exists()

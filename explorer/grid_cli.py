@@ -16,13 +16,14 @@ from tqdm.auto import tqdm
 
 from explorer.demo import cache_dir
 from explorer.errors import SoupError
-from explorer.evaluation import Progress, evaluate_grid
+from explorer.evaluation import ChunkExecutor, LocalExecutor, Progress, run_grid
 from explorer.grid import GridSpec, check_objectives, weight_grid
 from explorer.launch import choose_objectives, open_soup
 from explorer.mix import parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import objective_specs, options_from_args
 from explorer.prompts import HELDOUT, read_prompts
+from explorer.ray_cli import add_ray_args, progress_text, ray_options_from_args, start_ray
 from explorer.results import (
     adapter_names,
     directions,
@@ -77,6 +78,7 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, metavar="ROWS", help="rows per chunk (default: 64 on CPU, by memory on GPU)"
     )
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
+    add_ray_args(p)
     p.add_argument(
         "--force", action="store_true", help="replace an existing --out that is not a results file"
     )
@@ -126,6 +128,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise SoupError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = options_from_args(args)
+    ray = ray_options_from_args(args)
     specs = objective_specs(args, options)
     if specs:
         check_objectives(specs)
@@ -135,31 +138,38 @@ def cmd_grid(args: argparse.Namespace) -> int:
     for point in args.point:
         parse_weights(point)
 
-    soup = open_soup(options)
-    objectives = tuple(choose_objectives(given, soup.names))
-    points = [parse_weights(p, soup.names) for p in args.point]
-    mixes = weight_grid(soup.names, args.resolution, margin=args.margin, points=points)
+    workers = start_ray(options, ray) if ray is not None else None  # each worker loads the soup
+    if workers is None:
+        soup = open_soup(options)
+        executor: ChunkExecutor = LocalExecutor(soup)
+        where = f"{soup.device} ({soup.dtype})"
+    else:
+        executor, where = workers, workers.describe()
+    objectives = tuple(choose_objectives(given, executor.names))
+    points = [parse_weights(p, executor.names) for p in args.point]
+    mixes = weight_grid(executor.names, args.resolution, margin=args.margin, points=points)
     spec = GridSpec(
         mixes=mixes, prompts=tuple(prompts), objectives=objectives, samples=args.samples, sampling=sampling
     )
     rows = len(mixes) * len(prompts) * args.samples
     print(
-        f"{len(mixes)} mixes x {len(prompts)} prompts x {args.samples} samples = {rows} rows "
-        f"on {soup.device} ({soup.dtype})",
+        f"{len(mixes)} mixes x {len(prompts)} prompts x {args.samples} samples = {rows} rows on {where}",
         file=sys.stderr,
     )
     bar = _progress_bar(rows)
 
     def on_chunk(partial: xr.Dataset, progress: Progress) -> None:
         bar.n = progress.rows_done
-        bar.set_postfix_str(f"chunk {progress.chunks_done}/{progress.chunks_total}")
+        bar.set_postfix_str(progress_text(progress))
         bar.refresh()
 
     cache = None if args.no_cache else cache_dir() / "frontiers"
     try:
-        ds = evaluate_grid(soup, spec, batch_size=args.batch_size, cache=cache, on_chunk=on_chunk)
+        ds = run_grid(executor, spec, batch_size=args.batch_size, cache=cache, on_chunk=on_chunk)
     finally:
         bar.close()
+        if workers is not None:
+            workers.close()
     save_results(ds, out)
     print(summary_table(ds))
     print(

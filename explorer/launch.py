@@ -3,6 +3,7 @@ and adapters, or the demo), the objectives by one default rule, and the app's se
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ import xarray as xr
 from explorer.cache import load_cached
 from explorer.config import ModelOptions
 from explorer.demo import cache_dir, demo_adapters, demo_base
+from explorer.distributed import RayExecutor
 from explorer.errors import SoupError
+from explorer.evaluation import ChunkExecutor
 from explorer.grid import MIN_OBJECTIVES, GridSpec
 from explorer.objectives import BUILTINS, Objective, get_objective, get_objectives
 from explorer.options import AppOptions
@@ -58,6 +61,7 @@ class AppSetup:
     grid_batch_size: int
     export_dir: Path
     cache_dir: Path | None
+    grid_workers: ChunkExecutor | None = None  # Ray workers for the app's grids (None: this process)
 
     def grid_spec(self, sampling: SamplingConfig) -> GridSpec:
         """The app's frontier grid under ``sampling``."""
@@ -80,6 +84,8 @@ def prepare_app(options: ModelOptions, app: AppOptions) -> AppSetup:
     """Load the soup and objectives and read the prompts for the app, checking them before the model."""
     given = get_objectives(app.objectives)  # checked before the slow load
     held = read_prompts(app.prompts_file or HELDOUT)
+    # Ray workers first: a bad address or cluster fails before the slow load
+    workers = RayExecutor.start(functools.partial(open_soup, options), app.ray) if app.ray else None
     soup = open_soup(options)
     objectives = choose_objectives(given, soup.names)
     if not objectives:
@@ -96,4 +102,5 @@ def prepare_app(options: ModelOptions, app: AppOptions) -> AppSetup:
         grid_batch_size=app.grid_batch_size,
         export_dir=Path(app.export_dir).expanduser() if app.export_dir else cache_dir() / "exports",
         cache_dir=cache_dir() / "frontiers",
+        grid_workers=workers,
     )

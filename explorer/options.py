@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from explorer.config import ModelOptions, merge, parse_adapter_args, read_config
+from explorer.distributed import RayOptions, require_ray
 from explorer.errors import SoupError
 
 
@@ -71,6 +72,7 @@ class AppOptions:
     grid_prompts: int = 16  # prompts in the app's grid
     resolution: int = 5  # the app grid's simplex steps of 1/K
     grid_batch_size: int = 8  # rows per grid chunk: small keeps the sliders responsive while a grid runs
+    ray: RayOptions | None = None  # the app's grid on Ray workers (explorer serve --ray ADDRESS)
     export_dir: str | None = None  # None: exports/ in the user cache folder (never the current directory)
 
     def __post_init__(self) -> None:
@@ -125,6 +127,7 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         "--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
     )
     p.add_argument("--show", action="store_true", help="open a browser tab")
+    add_ray_args(p)
 
 
 def app_options_from_args(args: argparse.Namespace) -> tuple[ModelOptions, AppOptions]:
@@ -137,6 +140,7 @@ def app_options_from_args(args: argparse.Namespace) -> tuple[ModelOptions, AppOp
         resolution=args.resolution,
         grid_batch_size=args.grid_batch_size,
         export_dir=args.export_dir,
+        ray=ray_options_from_args(args),
     )
     return options, app
 
@@ -146,3 +150,38 @@ def parse_app_argv(argv: Sequence[str]) -> tuple[ModelOptions, AppOptions]:
     p = argparse.ArgumentParser(prog="explorer app", parents=[model_options_parser()])
     add_serve_args(p)
     return app_options_from_args(p.parse_args(list(argv)))
+
+
+def add_ray_args(p: argparse.ArgumentParser) -> None:
+    """``--ray``, ``--workers`` and ``--gpus-per-worker`` (``explorer grid`` and ``explorer serve``)."""
+    g = p.add_argument_group("scale out on Ray (pip install -e '.[ray]')")
+    g.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the grid's chunks on Ray workers: 'local' (start Ray in this process), 'auto' (the "
+        "Ray started here with `ray start --head`) or the head node's HOST:PORT",
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="Ray workers, each loading the soup once (default: all fit)"
+    )
+    g.add_argument(
+        "--gpus-per-worker", type=float, metavar="G", help="GPUs per Ray worker (default 0: CPU workers)"
+    )
+
+
+def ray_options_from_args(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray options asked for (None: run in this process); Ray must be installed for them."""
+    if args.ray is None:
+        given = [
+            f for f, v in (("--workers", args.workers), ("--gpus-per-worker", args.gpus_per_worker)) if v
+        ]
+        if given:
+            raise SoupError(f"{' and '.join(given)} only apply with --ray ADDRESS (try --ray local)")
+        return None
+    if getattr(args, "adaptive", False):
+        raise SoupError("--adaptive does not run on Ray yet: leave out --ray, or run a uniform grid on Ray")
+    options = RayOptions(
+        address=args.ray, workers=args.workers, gpus_per_worker=float(args.gpus_per_worker or 0.0)
+    )
+    require_ray()
+    return options

@@ -159,3 +159,89 @@ def test_cancel_stops_within_one_chunk_and_resume_after_a_driver_crash(executor,
     assert progress[0].resumed_rows == 3 * BATCH
     same(final, reference)
     assert list(tmp_path.glob("*.nc")) and not list(tmp_path.glob("*.partial.jsonl"))
+
+
+def cli_argv(files, tmp_path, *extra):
+    base, adapters = files
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS[:2]) + "\n")
+    argv = ["grid", "--base", str(base), "--device", "cpu", "--dtype", "float64", "--prompts", str(prompts)]
+    argv += [
+        "--resolution",
+        "2",
+        "--max-new-tokens",
+        "5",
+        "--objective",
+        "concise",
+        "--objective",
+        "readable",
+    ]
+    return argv + [f"--adapter={n}={p}" for n, p in adapters.items()] + list(extra)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--ray", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
+        (["--ray", "auto", "--gpus-per-worker", "1"], "the Ray cluster has 0 GPUs"),
+        (["--workers", "2"], "--workers only apply with --ray"),
+    ],
+)
+def test_cli_refuses_before_generating_and_writes_nothing(
+    ray_session, files, tmp_path, capsys, monkeypatch, extra, words
+):
+    from explorer.cli import main
+
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "front.nc"
+    assert main(cli_argv(files, tmp_path, "--out", str(out), *extra)) == 2
+    assert words in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "cache" / "frontiers").exists()
+
+
+def test_cli_without_ray_installed_says_how_to_get_it(files, tmp_path, capsys, monkeypatch):
+    import explorer.distributed
+    from explorer.cli import main
+
+    monkeypatch.setattr(explorer.distributed, "ray", None)
+    assert main(cli_argv(files, tmp_path, "--out", str(tmp_path / "f.nc"), "--ray", "local")) == 2
+    assert "pip install -e '.[ray]'" in capsys.readouterr().err
+
+
+def test_cli_grid_on_ray_equals_the_local_cli_grid(executor, files, tmp_path, monkeypatch):
+    from explorer.cli import main
+    from explorer.results import load_results
+
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    local, spread = tmp_path / "local.nc", tmp_path / "ray.nc"
+    assert main(cli_argv(files, tmp_path, "--out", str(local), "--no-cache")) == 0
+    assert main(cli_argv(files, tmp_path, "--out", str(spread), "--ray", "auto", "--workers", "1")) == 0
+    same(load_results(spread), load_results(local))
+
+
+def test_the_app_refuses_an_unreachable_cluster_before_loading(files, monkeypatch):
+    import explorer.launch
+    from explorer.config import ModelOptions
+    from explorer.options import AppOptions, parse_app_argv
+
+    _, app = parse_app_argv(["--ray", "127.0.0.1:9", "--workers", "1"])
+    assert app.ray == RayOptions(address="127.0.0.1:9", workers=1)
+    monkeypatch.setattr(explorer.launch, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    base, adapters = files
+    options = ModelOptions(base=str(base), adapters={n: str(p) for n, p in adapters.items()})
+    with pytest.raises(SoupError, match="cannot reach the Ray cluster"):
+        explorer.launch.prepare_app(options, AppOptions(objectives=("concise", "readable"), ray=app.ray))
+
+
+def test_ray_options_are_checked_before_anything_loads():
+    import argparse
+
+    from explorer.options import ray_options_from_args
+
+    args = argparse.Namespace(ray="auto", workers=None, gpus_per_worker=None, adaptive=True)
+    with pytest.raises(SoupError, match="--adaptive does not run on Ray yet"):
+        ray_options_from_args(args)
+    with pytest.raises(SoupError, match="--workers must be a whole number"):
+        RayOptions(workers=0)
+    with pytest.raises(SoupError, match="--gpus-per-worker must be >= 0"):
+        RayOptions(gpus_per_worker=-1)

@@ -25,7 +25,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from explorer.errors import SoupError
-from explorer.evaluation import Progress, evaluate_grid
+from explorer.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
 from explorer.export import export_mix
 from explorer.grid import GridSpec
 from explorer.launch import AppSetup
@@ -157,6 +157,7 @@ class Engine(param.Parameterized):
         grid_batch_size: int = 8,
         export_dir: Path,
         cache_dir: Path | None = None,
+        grid_workers: ChunkExecutor | None = None,
         **params,
     ):
         super().__init__(**params)
@@ -170,6 +171,7 @@ class Engine(param.Parameterized):
         self.grid_batch_size = grid_batch_size
         self.export_dir = Path(export_dir)
         self.cache_dir = cache_dir
+        self.grid_workers = grid_workers  # Ray workers for the grids (None: this process)
         self._interactive = 0  # interactive requests waiting or running
         self._idle = threading.Condition()
         self.grids: dict[str, GridRun] = {}
@@ -187,6 +189,7 @@ class Engine(param.Parameterized):
             grid_batch_size=setup.grid_batch_size,
             export_dir=setup.export_dir,
             cache_dir=setup.cache_dir,
+            grid_workers=setup.grid_workers,
         )
         cached = setup.cached_front()
         if cached is not None:  # a front computed before appears at once
@@ -364,6 +367,12 @@ class Engine(param.Parameterized):
             if run.thread is not None:
                 run.thread.join(timeout)
 
+    def _evaluate(self, spec: GridSpec, *, stopping_criteria: Sequence, **kwargs) -> xr.Dataset:
+        """The grid in this process, or on the Ray workers (which need not yield to interactive requests)."""
+        if self.grid_workers is not None:
+            return run_grid(self.grid_workers, spec, **kwargs)
+        return evaluate_grid(self.soup, spec, stopping_criteria=stopping_criteria, **kwargs)
+
     def _run_grid(self, run: GridRun, spec: GridSpec) -> None:
         start = time.time()
 
@@ -371,12 +380,12 @@ class Engine(param.Parameterized):
             run.param.update(
                 results=partial,
                 progress=progress.fraction,
-                message=f"{progress.rows_done}/{progress.rows_total} rows, {time.time() - start:.0f} s",
+                message=f"{progress.rows_done}/{progress.rows_total} rows, {time.time() - start:.0f} s"
+                + (f", {progress.workers_alive} Ray workers" if progress.workers_alive is not None else ""),
             )
 
         try:
-            ds = evaluate_grid(
-                self.soup,
+            ds = self._evaluate(
                 spec,
                 batch_size=self.grid_batch_size,
                 cache=self.cache_dir,

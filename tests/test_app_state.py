@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import queue
 import threading
 import time
 import zipfile
@@ -15,6 +16,7 @@ from explorer.app.compare import highlight_differences
 from explorer.app.engine import Engine
 from explorer.app.state import MAX_PINS, Session, rescale_on_simplex
 from explorer.config import ModelOptions
+from explorer.errors import SoupError
 from explorer.objectives import BUILTINS, Objective
 from explorer.options import AppOptions
 from explorer.sampling import SamplingConfig, generate
@@ -362,3 +364,29 @@ def test_the_grid_progress_bar_follows_the_state(session):
     bar = next(o for o in layout.objects if isinstance(o, pn.indicators.Progress))
     session.grid_progress = 0.42  # a state change only: no bind returning "" drives the bar
     assert bar.value == 420
+
+
+def test_on_page_runs_a_change_among_the_pages_events_and_returns_its_result(engine):
+    events: queue.Queue = queue.Queue()
+    s = Session(engine, dispatch=events.put, max_new_tokens=6)  # a page: events run in its own thread
+    ran_in = []
+
+    def page() -> None:
+        while (fn := events.get()) is not None:
+            ran_in.append(threading.get_ident())
+            fn()
+
+    loop = threading.Thread(target=page, daemon=True)
+    loop.start()
+    try:
+        assert (
+            s.on_page(lambda: setattr(s, "prompt", "Name three colours.") or s.prompt)
+            == "Name three colours."
+        )
+        assert ran_in == [loop.ident]  # the change ran on the page's thread, not this one
+        with pytest.raises(SoupError, match="no adapter named"):  # a failure comes back to the caller
+            s.on_page(lambda: s.set_weight("nope", 1.0))
+    finally:
+        events.put(None)
+        loop.join(5)
+        s.close()

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from typing import TypeVar
 
 import numpy as np
 import param
@@ -33,6 +34,8 @@ from explorer.results import (
     sampling_of,
 )
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
+
+T = TypeVar("T")
 
 MAX_PINS = 6
 DEBOUNCE_S = 0.25  # slider releases (arrow keys) closer than this start one generation
@@ -227,6 +230,28 @@ class Session(param.Parameterized):
         self.engine.leave(self)
         if wait is not None and self._worker is not None:
             self._worker.join(wait)
+
+    def on_page(self, fn: Callable[[], T], *, timeout: float | None = 600.0) -> T:
+        """Run ``fn`` as one of the session's page events and return its result: how a script or
+        a test thread changes a served session (Bokeh documents may only change on their own
+        event loop). Outside a served page it runs at once. Never call it from the page itself."""
+        done = threading.Event()
+        box: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as err:  # re-raised in the caller's thread
+                box["error"] = err
+            finally:
+                done.set()
+
+        self._dispatch(run)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the page did not run {fn!r} within {timeout} s")
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["value"]  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------------------
     # the mix

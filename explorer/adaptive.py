@@ -37,6 +37,12 @@ def _moocore():
     return moocore
 
 
+def check_installed() -> None:
+    """Refuse, before any work, when the ``adaptive`` extra (moocore) is missing: the error says
+    the pip command."""
+    _moocore()
+
+
 def _signs(directions: Sequence[str], k: int) -> np.ndarray:
     if len(directions) != k:
         raise SoupError(f"{k} objectives in the means but {len(directions)} directions")
@@ -227,6 +233,7 @@ def refine(
     ``explorer.frontier.default_reference`` of the initial means, then fixed).
     ``on_round(refinement)`` is called after every round, the initial grid included.
     """
+    check_installed()  # before the initial grid is measured, not after
     initial = np.asarray(initial, dtype=np.float64)
     if initial.ndim != 2 or len(initial) == 0:
         raise SoupError(
@@ -279,4 +286,4 @@ def _measure(evaluate: Callable[[np.ndarray], np.ndarray], mixes: np.ndarray, k:
     return out
 
 
-__all__ = ["Refinement", "Round", "hypervolume", "propose", "refine"]
+__all__ = ["Refinement", "Round", "check_installed", "hypervolume", "propose", "refine"]

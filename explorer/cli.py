@@ -3,6 +3,7 @@
 explorer info --base ./base --adapter helpful=./a --adapter concise=./b
 explorer generate --prompt "Give me a tip for sleeping better." --weights helpful=0.3,concise=0.7
 explorer demo                       # convert the embedded SmolLM2 once and answer a prompt
+explorer pick --frontier front.nc --maximize positive --where "concise<=40"   # choose a mix
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from explorer.launch import choose_objectives, open_soup
 from explorer.mix import mix_label, parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import model_options_parser, objective_specs, options_from_args
+from explorer.pick_cli import add_pick_args, cmd_pick
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, generate
 from explorer.serve_cli import add_serve_args, cmd_serve
 
@@ -102,7 +104,13 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable | N
         cmd_demo,
         add_generation_args,
     ),
+    "pick": (
+        "choose a mix from a frontier file: by constraints, by preference weights or at the knee",
+        cmd_pick,
+        add_pick_args,
+    ),
 }
+NO_MODEL = {"pick"}  # commands that read results files only: no model options
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -112,7 +120,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = model_options_parser()
     for name, (help_text, handler, extra) in COMMANDS.items():
-        p = sub.add_parser(name, parents=[shared], help=help_text, description=help_text)
+        parents = [] if name in NO_MODEL else [shared]
+        p = sub.add_parser(name, parents=parents, help=help_text, description=help_text)
         if extra is not None:
             extra(p)
         p.set_defaults(handler=handler)

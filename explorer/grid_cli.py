@@ -1,6 +1,7 @@
 """``explorer grid``: compute a frontier headless, with a progress bar and a summary table.
 
 explorer grid --out front.nc --objective positive --objective concise --resolution 10 --prompts-limit 32
+explorer grid --out front.nc --adaptive --resolution 4 --budget 40   # refine where the front is
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 import xarray as xr
 from tqdm.auto import tqdm
 
+from explorer.adaptive import Round, check_installed
+from explorer.adaptive_grid import evaluate_adaptive
 from explorer.demo import cache_dir
 from explorer.errors import SoupError
 from explorer.evaluation import ChunkExecutor, LocalExecutor, Progress, run_grid
@@ -55,7 +58,10 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--prompts-limit", type=int, metavar="N", help="use only the first N prompts")
     p.add_argument(
-        "--resolution", type=int, default=10, metavar="K", help="simplex steps of 1/K (default 10)"
+        "--resolution",
+        type=int,
+        metavar="K",
+        help=f"simplex steps of 1/K (default {RESOLUTION}; {ADAPTIVE_RESOLUTION} with --adaptive)",
     )
     p.add_argument(
         "--margin", type=float, default=0.0, help="extrapolation margin outside the simplex (default 0)"
@@ -78,17 +84,30 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, metavar="ROWS", help="rows per chunk (default: 64 on CPU, by memory on GPU)"
     )
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
-    add_ray_args(p)
     p.add_argument(
         "--force", action="store_true", help="replace an existing --out that is not a results file"
     )
+    add_ray_args(p)
+    g = p.add_argument_group("adaptive grid")
+    g.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="after the lattice, add mixes where the front is, in rounds, until --budget mixes in all",
+    )
+    g.add_argument("--budget", type=int, metavar="M", help="mixes to evaluate in all (with --adaptive)")
+    g.add_argument(
+        "--round-size",
+        type=int,
+        metavar="MIXES",
+        help="new mixes per round (default: half the first lattice, at least adapters + 1)",
+    )
 
 
-def check_output_path(path: str) -> Path:
-    """Refuse, before any work, an output we could not write."""
+def check_output_path(path: str, *, example: str = "front.nc") -> Path:
+    """Refuse, before any work, an output we could not write (``example``: a file name to suggest)."""
     out = Path(path).expanduser()
     if out.is_dir():
-        raise SoupError(f"--out {out} is a folder: give a file name such as {out / 'front.nc'}")
+        raise SoupError(f"--out {out} is a folder: give a file name such as {out / example}")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise SoupError(f"--out {out}: folder {parent} does not exist; create it first")
@@ -102,6 +121,26 @@ def check_output_path(path: str) -> Path:
     if out.exists() and not os.access(out, os.W_OK):
         raise SoupError(f"--out {out}: the file exists and is read-only; choose another path")
     return out
+
+
+RESOLUTION, ADAPTIVE_RESOLUTION = 10, 4  # default lattices: uniform, and the adaptive grid's first
+
+
+def check_adaptive_args(args: argparse.Namespace) -> None:
+    """--adaptive, --budget and --round-size go together and are whole numbers >= 1."""
+    if not args.adaptive:
+        given = [
+            f for f, v in (("--budget", args.budget), ("--round-size", args.round_size)) if v is not None
+        ]
+        if given:
+            raise SoupError(f"{' and '.join(given)} only apply to an adaptive grid: add --adaptive")
+        return
+    if args.budget is None:
+        raise SoupError("an adaptive grid needs --budget M: the number of mixes to evaluate in all")
+    for flag, value in (("--budget", args.budget), ("--round-size", args.round_size)):
+        if value is not None and value < 1:
+            raise SoupError(f"{flag} must be at least 1 mix, got {value}")
+    check_installed()
 
 
 def refuse_overwrite(out: Path, *, force: bool) -> None:
@@ -123,6 +162,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     # everything that can be checked without the model is checked first
     out = check_output_path(args.out)
     refuse_overwrite(out, force=args.force)
+    check_adaptive_args(args)
+    if args.resolution is None:
+        args.resolution = ADAPTIVE_RESOLUTION if args.adaptive else RESOLUTION
     if args.resolution < 1:
         raise SoupError(f"--resolution must be at least 1 (10 gives steps of 0.1), got {args.resolution}")
     if args.batch_size is not None and args.batch_size < 1:
@@ -136,7 +178,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     prompts = read_prompts(args.prompts or HELDOUT, limit=args.prompts_limit)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     for point in args.point:
-        parse_weights(point)
+        parse_weights(point, flag="--point")
 
     workers = start_ray(options, ray) if ray is not None else None  # each worker loads the soup
     if workers is None:
@@ -146,26 +188,55 @@ def cmd_grid(args: argparse.Namespace) -> int:
     else:
         executor, where = workers, workers.describe()
     objectives = tuple(choose_objectives(given, executor.names))
-    points = [parse_weights(p, executor.names) for p in args.point]
+    points = [parse_weights(p, executor.names, flag="--point") for p in args.point]
     mixes = weight_grid(executor.names, args.resolution, margin=args.margin, points=points)
     spec = GridSpec(
         mixes=mixes, prompts=tuple(prompts), objectives=objectives, samples=args.samples, sampling=sampling
     )
-    rows = len(mixes) * len(prompts) * args.samples
+    per_mix = len(prompts) * args.samples  # rows
+    total = (args.budget if args.adaptive else len(mixes)) * per_mix
     print(
-        f"{len(mixes)} mixes x {len(prompts)} prompts x {args.samples} samples = {rows} rows on {where}",
+        f"{len(mixes)} mixes{f' first, {args.budget} in all' if args.adaptive else ''} x {len(prompts)} "
+        f"prompts x {args.samples} samples = {total} rows{' at most' if args.adaptive else ''} "
+        f"on {where}",
         file=sys.stderr,
     )
-    bar = _progress_bar(rows)
+    bar = _progress_bar(total)
+    before, rounds = [0], [0]  # the adaptive grid's rows in finished rounds, and rounds after the lattice
 
     def on_chunk(partial: xr.Dataset, progress: Progress) -> None:
-        bar.n = progress.rows_done
+        bar.n = before[0] + progress.rows_done
         bar.set_postfix_str(progress_text(progress))
         bar.refresh()
 
+    def on_round(so_far: xr.Dataset, done: Round) -> None:  # saved after every round: a stop keeps them
+        before[0] = done.evaluated * per_mix
+        save_results(so_far, out)
+        what = (
+            f"round {rounds[0]}: +{done.new} mix{'es' if done.new != 1 else ''}, {done.evaluated} in all"
+            if rounds[0]
+            else f"lattice: {done.evaluated} mixes"
+        )
+        bar.write(
+            f"{what}, {done.pareto} Pareto-optimal, hypervolume {done.hypervolume:.4g}", file=sys.stderr
+        )
+        rounds[0] += 1
+
     cache = None if args.no_cache else cache_dir() / "frontiers"
     try:
-        ds = run_grid(executor, spec, batch_size=args.batch_size, cache=cache, on_chunk=on_chunk)
+        if args.adaptive:
+            ds = evaluate_adaptive(
+                executor,
+                spec,
+                budget=args.budget,
+                round_size=args.round_size,
+                batch_size=args.batch_size,
+                cache=cache,
+                on_chunk=on_chunk,
+                on_round=on_round,
+            )
+        else:
+            ds = run_grid(executor, spec, batch_size=args.batch_size, cache=cache, on_chunk=on_chunk)
     finally:
         bar.close()
         if workers is not None:

@@ -31,27 +31,28 @@ def check_weight(name: str, value: float) -> float:
     return value
 
 
-def parse_weights(text: str, names: Sequence[str] | None = None) -> Mix:
+def parse_weights(text: str, names: Sequence[str] | None = None, *, flag: str = "--weights") -> Mix:
     """``"a=0.3, b=0.7"`` -> ``{"a": 0.3, "b": 0.7}``, refusing malformed items, repeated names,
     non-finite numbers and weights beyond +-MAX_WEIGHT.
 
     Without ``names`` only the text is checked (before any model is loaded). With ``names`` the
     result is completed and checked against them: adapters left out get weight 0, unknown ones
-    are refused (``check_mix``).
+    are refused (``check_mix``). ``flag``: the option the text came from, for the messages
+    (the same syntax serves ``--point`` and ``explorer pick --prefer``).
     """
     weights: Mix = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, sep, value = (part.strip() for part in item.partition("="))
         if not sep or not name:
-            raise SoupError(f"--weights item {item!r}: write NAME=NUMBER, e.g. positive=0.5")
+            raise SoupError(f"{flag} item {item!r}: write NAME=NUMBER, e.g. positive=0.5")
         if name in weights:
-            raise SoupError(f"--weights names '{name}' twice: give each adapter one weight")
+            raise SoupError(f"{flag} names '{name}' twice: give each name one number")
         try:
             weights[name] = float(value)
         except ValueError:
-            raise SoupError(f"--weights {name}={value!r}: the weight must be a number") from None
+            raise SoupError(f"{flag} {name}={value!r}: the weight must be a number") from None
         if not math.isfinite(weights[name]):
-            raise SoupError(f"--weights {name}={value}: the weight must be a finite number")
+            raise SoupError(f"{flag} {name}={value}: the weight must be a finite number")
         check_weight(name, weights[name])
     return weights if names is None else check_mix(weights, names, missing=0.0)
 

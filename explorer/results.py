@@ -152,6 +152,40 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 500, level: float = 0.95, seed: i
     return out
 
 
+SUMMARY = ("mean", "ci_low", "ci_high", "pareto")  # what ``summarize`` adds per mix
+_RUN_ATTRS = ("cache_key", "complete", "hypervolume", "hypervolume_ci", "reference")  # one run's own
+
+
+def concat_results(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """One results dataset of several runs' mixes, one run after another (an adaptive grid's rounds),
+    summarized together: the intervals resample the same prompts for every mix, and the
+    hypervolume's reference point is the union's. The runs must share prompts, samples, decoding,
+    objectives and adapters. ``complete`` when every run is."""
+    if not parts:
+        raise SoupError("no results to join")
+    first = parts[0]
+    for i, ds in enumerate(parts[1:], start=1):
+        same = {
+            "adapters": adapter_names(ds) == adapter_names(first),
+            "objectives": objective_names(ds) == objective_names(first)
+            and directions(ds) == directions(first),
+            "prompts": prompt_texts(ds) == prompt_texts(first),
+            "samples": samples_of(ds) == samples_of(first),
+            "decoding": sampling_of(ds) == sampling_of(first),
+        }
+        differ = [k for k, ok in same.items() if not ok]
+        if differ:
+            raise SoupError(
+                f"results {i} differ from results 0 in their {', '.join(differ)}: cannot join them"
+            )
+    raw = [ds.drop_vars([v for v in SUMMARY if v in ds]) for ds in parts]
+    out = xr.concat(raw, dim="mix", data_vars="all", coords="minimal", combine_attrs="override")
+    out = out.assign_coords(mix=np.arange(out.sizes["mix"]))
+    out.attrs = {k: v for k, v in first.attrs.items() if k not in _RUN_ATTRS}
+    out.attrs["complete"] = int(all(is_complete(ds) for ds in parts))
+    return summarize(out)
+
+
 def estimate(ds: xr.Dataset, weights: Sequence[float], *, power: float = 2.0) -> np.ndarray:
     """A quick estimate of a mix's mean scores (K,) from the grid's means, without generating.
 

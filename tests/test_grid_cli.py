@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 
+import numpy as np
 import pytest
 
 from explorer.cli import main
+from explorer.grid import weight_grid
 from explorer.results import load_results
 
 
@@ -105,3 +108,57 @@ def test_output_in_a_missing_folder_or_a_folder(grid_argv, tmp_path, capsys):
     assert "does not exist; create it first" in capsys.readouterr().err
     assert main([*grid_argv, "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_adaptive_grid_refines_in_rounds_into_one_results_file(grid_argv, tmp_path, capsys, monkeypatch):
+    import explorer.evaluation
+
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "front.nc"
+    argv = [*grid_argv, "--out", str(out), "--adaptive", "--budget", "10", "--round-size", "2"]
+    assert main(argv) == 0  # --resolution 2: the lattice's 6 mixes and the centre first, then rounds
+    ds = load_results(out)
+    weights = ds["weights"].values
+    assert ds.sizes["mix"] == 10 and ds.sizes["prompt"] == 2
+    assert weights[:7].tolist() == weight_grid(["helpful", "concise", "positive"], 2).tolist()
+    assert len(np.unique(weights, axis=0)) == 10  # no mix twice
+    for m in range(7, 10):  # each new mix lies halfway between two mixes measured before it
+        halves = (weights[:m, None] + weights[None, :m]) / 2
+        assert np.isclose(halves, weights[m]).all(axis=2).any()
+    rounds = json.loads(ds.attrs["adaptive"])["rounds"]
+    assert [r["evaluated"] for r in rounds] == [7, 9, 10]  # the last round: what the budget leaves
+    assert np.isfinite(ds["mean"].values).all() and ds["pareto"].values.any()
+    err = capsys.readouterr().err
+    assert "lattice: 7 mixes" in err and "round 2: +1 mix, 10 in all" in err
+    assert len(list((tmp_path / "cache" / "frontiers").glob("*.nc"))) == 3  # each round cached
+    # a rerun reads every round back from the cache: nothing is generated
+    monkeypatch.setattr(explorer.evaluation, "generate", lambda *a, **k: pytest.fail("generated again"))
+    again = tmp_path / "again.nc"
+    assert main([*argv[: argv.index("--out")], "--out", str(again), *argv[argv.index("--out") + 2 :]]) == 0
+    assert load_results(again)["weights"].values.tolist() == weights.tolist()
+    assert np.array_equal(load_results(again)["mean"].values, ds["mean"].values)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--budget", "10"], "--budget only apply to an adaptive grid: add --adaptive"),
+        (["--adaptive"], "an adaptive grid needs --budget M"),
+        (["--adaptive", "--budget", "0"], "--budget must be at least 1 mix"),
+        (["--adaptive", "--budget", "9", "--round-size", "0"], "--round-size must be at least 1 mix"),
+    ],
+)
+def test_bad_adaptive_options_fail_before_loading(grid_argv, tmp_path, capsys, monkeypatch, extra, words):
+    import explorer.grid_cli
+
+    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), *extra]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_budget_below_the_lattice_fails_before_generating(grid_argv, tmp_path, capsys, monkeypatch):
+    import explorer.evaluation
+
+    monkeypatch.setattr(explorer.evaluation, "generate", lambda *a, **k: pytest.fail("generated"))
+    assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), "--adaptive", "--budget", "5"]) == 2
+    assert "a budget of 5 mixes does not cover the 7 of the initial grid" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""``explorer pick``: choose one mix from a frontier, by constraints, by preference weights or at the knee.
+
+explorer pick --frontier front.nc --maximize positive --where "concise<=40" --where "readable>=60"
+explorer pick --frontier front.nc --maximize positive --where "concise<=40" --bound ci   # whole interval
+explorer pick --frontier front.nc --prefer positive=2,concise=1 --out choice.json
+explorer pick --frontier front.nc --knee
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from explorer.atomic import atomic_write
+from explorer.choose import (
+    BOUNDS,
+    KNEE_METHODS,
+    Choice,
+    Measured,
+    parse_constraint,
+    pick_constrained,
+    pick_knee,
+    pick_preference,
+)
+from explorer.grid_cli import check_output_path
+from explorer.mix import mix_label, parse_weights
+from explorer.objectives import MAXIMIZE
+from explorer.results import load_results
+
+
+def add_pick_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frontier", required=True, metavar="FILE.nc", help="the results of explorer grid")
+    rule = p.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--maximize", metavar="OBJECTIVE", help="the mix with the highest mean on OBJECTIVE")
+    rule.add_argument("--minimize", metavar="OBJECTIVE", help="the mix with the lowest mean on OBJECTIVE")
+    rule.add_argument(
+        "--prefer",
+        metavar="OBJECTIVE=W,...",
+        help="preference weights, e.g. positive=2,concise=1: the mix closest to the front's ideal point "
+        "when falling short on an objective costs its weight (augmented Chebyshev; objectives "
+        "normalised by the front's ideal and nadir; objectives left out weigh 0)",
+    )
+    rule.add_argument(
+        "--knee", action="store_true", help="the knee of the front: where a gain costs the most elsewhere"
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="CONSTRAINT",
+        help='a bound on an objective\'s mean in its own units, e.g. "concise<=40"; repeatable (all must '
+        "hold); applies to every rule",
+    )
+    p.add_argument(
+        "--bound",
+        choices=BOUNDS,
+        default="mean",
+        help="mean: bound the means (default); ci: the whole bootstrap interval must meet each bound "
+        "(conservative)",
+    )
+    p.add_argument(
+        "--knee-method",
+        choices=KNEE_METHODS,
+        default="tradeoff",
+        help="tradeoff: the least gain per unit of sacrifice to any other front mix (default); distance: "
+        "farthest from the plane through the front's extreme mixes",
+    )
+    p.add_argument("--out", metavar="FILE.json", help="also write the choice as JSON (rule, weights, scores)")
+
+
+def cmd_pick(args: argparse.Namespace) -> int:
+    # the options' syntax and the output path are checked before the results are read
+    for text in args.where:
+        parse_constraint(text)
+    preferences = parse_weights(args.prefer, flag="--prefer") if args.prefer is not None else None
+    out = check_output_path(args.out, example="choice.json") if args.out else None
+
+    measured = Measured.from_dataset(load_results(args.frontier))
+    rule = {"where": args.where, "bound": args.bound}
+    if preferences is not None:
+        choice = pick_preference(measured, preferences, **rule)
+    elif args.knee:
+        choice = pick_knee(measured, method=args.knee_method, **rule)
+    else:
+        choice = pick_constrained(measured, maximize=args.maximize, minimize=args.minimize, **rule)
+    print(describe(choice, measured))
+    print(
+        f"\nexport it: explorer export --weights {mix_label(choice.weights).replace(' ', '')} "
+        f"--frontier {args.frontier} --out ./my-mix"
+    )
+    if out is not None:
+        with atomic_write(out) as tmp:
+            tmp.write_text(json.dumps({**choice.to_dict(), "frontier": str(Path(args.frontier))}, indent=1))
+        print(f"wrote {out}")
+    return 0
+
+
+def describe(choice: Choice, measured: Measured) -> str:
+    """The choice for people: the rule, the mix, and its mean scores with their intervals."""
+    lines = [f"rule: {choice.rule}", f"mix {choice.index}: {mix_label(choice.weights)}"]
+    width = max(len(o) for o in choice.scores)
+    for o, d in zip(measured.objectives, measured.directions, strict=True):
+        interval = ""
+        if choice.intervals is not None:
+            low, high = choice.intervals[o]
+            interval = f"  [{low:.4g}, {high:.4g}]"
+        better = "higher" if d == MAXIMIZE else "lower"
+        lines.append(f"  {o:<{width}}  {choice.scores[o]:.4g}{interval}  ({better} is better)")
+    if choice.ties:
+        lines.append(
+            f"tied under this rule with mixes {', '.join(map(str, choice.ties))} (shown: the first that "
+            "the others do not dominate)"
+        )
+    return "\n".join(lines)

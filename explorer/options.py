@@ -126,6 +126,13 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
     )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (NAME or NAME:PORT); others get 403 (repeatable)",
+    )
     p.add_argument("--show", action="store_true", help="open a browser tab")
     add_ray_args(p)
 

@@ -20,5 +20,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # when the app is served, so the other commands work without it.
     from explorer.app import serve, shared_engine
 
-    serve(shared_engine(options, app_options), port=args.port, address=args.address, show=args.show)
+    serve(
+        shared_engine(options, app_options),
+        port=args.port,
+        address=args.address,
+        show=args.show,
+        allow_hosts=args.allow_host,
+    )
     return 0

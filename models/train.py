@@ -119,16 +119,24 @@ def candidate_rows(prompts: list[str], recipe: Recipe) -> list[tuple[str, str, i
     return [(p, h, k) for h, n in recipe.samples_per_hint.items() for k in range(n) for p in prompts]
 
 
-def sample_candidates(model, tokenizer, prompts: list[str], recipe: Recipe, device) -> list[dict]:
-    """Sampled responses for every (prompt, hint, sample): [{prompt, hint, response, finished, tokens}]."""
+def sample_candidates(
+    model, tokenizer, prompts: list[str], recipe: Recipe, device, journal: Path
+) -> list[dict]:
+    """Sampled responses for every (prompt, hint, sample): [{prompt, hint, sample, response, finished}].
+
+    Each batch is appended to ``journal`` as it finishes; a rerun resumes after the last whole
+    batch (every batch has its own seed, so a resumed run samples the same candidates).
+    """
     import torch
 
     from explorer.sampling import encode_prompts
 
     rows = candidate_rows(prompts, recipe)
     eos = tokenizer.eos_token_id
-    out: list[dict] = []
-    for start in range(0, len(rows), recipe.sample_batch_size):
+    out = [json.loads(line) for line in journal.read_text().splitlines()] if journal.is_file() else []
+    out = out[: len(out) - len(out) % recipe.sample_batch_size]
+    journal.write_text("".join(json.dumps(c) + "\n" for c in out))
+    for start in range(len(out), len(rows), recipe.sample_batch_size):
         batch = rows[start : start + recipe.sample_batch_size]
         enc = encode_prompts(tokenizer, [p + recipe.hints[h] for p, h, _ in batch])
         torch.manual_seed(recipe.sample_seed + start)
@@ -148,6 +156,8 @@ def sample_candidates(model, tokenizer, prompts: list[str], recipe: Recipe, devi
             ids = ids[: ids.index(eos)] if finished else [i for i in ids if i != tokenizer.pad_token_id]
             text = tokenizer.decode(ids, skip_special_tokens=True).strip()
             out.append({"prompt": prompt, "hint": hint, "sample": k, "response": text, "finished": finished})
+        with journal.open("a") as f:
+            f.write("".join(json.dumps(c) + "\n" for c in out[start:]))
         print(f"  sampled {min(start + len(batch), len(rows))}/{len(rows)}", flush=True)
     return out
 
@@ -178,11 +188,10 @@ def cached_candidates(prompts: list[str], recipe: Recipe, device) -> tuple[list[
     print(
         f"sampling {len(candidate_rows(prompts, recipe))} candidates for {len(prompts)} prompts", flush=True
     )
-    candidates = sample_candidates(model, tokenizer, prompts, recipe, device)
     CACHE.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(c) + "\n" for c in candidates))
-    tmp.rename(path)
+    journal = path.with_suffix(".partial")
+    candidates = sample_candidates(model, tokenizer, prompts, recipe, device, journal)
+    journal.rename(path)
     return candidates, time.time() - start
 
 
@@ -205,6 +214,24 @@ def annotate(candidates: list[dict]) -> None:
     for c in candidates:
         c["distinct2"] = distinct2(c["response"])
         c["words"] = len(c["response"].split())
+
+
+def annotated(candidates: list[dict], candidates_sha256: str) -> list[dict]:
+    """The candidates with their scores (see ``annotate``), cached beside them."""
+    from explorer.objectives import get_objective
+
+    versions = {n: get_objective(n).version for n in ("positive", "concise", "readable", "relevant")}
+    path = (
+        CACHE
+        / f"annotated-{sha256_text(candidates_sha256 + json.dumps(versions, sort_keys=True))[:16]}.jsonl"
+    )
+    if path.is_file():
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    annotate(candidates)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(c) + "\n" for c in candidates))
+    tmp.rename(path)
+    return candidates
 
 
 def guarded(c: dict, objective: str, median_relevance: float, recipe: Recipe) -> bool:
@@ -268,6 +295,7 @@ def train_dpo(pairs: list[dict], recipe: Recipe, device, out_dir: Path) -> tuple
     """DPO with a LoRA on the base; returns the trained PEFT model and TRL's last logged metrics."""
     import torch
     from peft import LoraConfig
+    from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
     from explorer.demo import demo_base
@@ -305,12 +333,21 @@ def train_dpo(pairs: list[dict], recipe: Recipe, device, out_dir: Path) -> tuple
         disable_tqdm=True,
         gradient_checkpointing=False,
     )
+
+    class Progress(TrainerCallback):
+        """One line per optimizer step: step, total, seconds so far (the CPU run is long)."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            print(f"  step {state.global_step}/{state.max_steps} ({time.time() - started:.0f} s)", flush=True)
+
+    started = time.time()
     trainer = PretokenizedDPOTrainer(
         model=model,
         args=config,
         train_dataset=dpo_dataset(pairs, tokenizer),
         processing_class=tokenizer,
         peft_config=LoraConfig(task_type="CAUSAL_LM", **recipe.lora),
+        callbacks=[Progress()],
     )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -362,11 +399,13 @@ def main(args: argparse.Namespace) -> None:
             threads=torch.get_num_threads(),
             versions=versions(),
         )
+        if args.epochs:
+            recipe.epochs = args.epochs
         candidates, recipe.sampling_wall_time_s = cached_candidates(prompts, recipe, device)
         recipe.sampling_wall_time_s = round(recipe.sampling_wall_time_s, 1)
         recipe.candidates_sha256 = sha256_text(json.dumps(candidates, sort_keys=True))
         start = time.time()
-        annotate(candidates)
+        candidates = annotated(candidates, recipe.candidates_sha256)
         pairs = make_pairs(candidates, objective, recipe)
         recipe.pairs = len(pairs)
         recipe.pairs_sha256 = sha256_text(
@@ -414,6 +453,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default=None, help="write OUT/OBJECTIVE instead of explorer's demo adapter folder"
     )
+    p.add_argument("--epochs", type=int, default=None, help=f"DPO epochs (default {Recipe.epochs})")
     return p
 
 

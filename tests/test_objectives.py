@@ -18,7 +18,16 @@ BAD = "No. I hate this stupid question and I will not help you, idiot."
 
 def test_positive_prefers_the_kind_answer():
     scores = get_objective("positive").score(PROMPTS, [GOOD, BAD])
-    assert scores[0] > 0.5 and scores[1] < -0.5
+    assert scores[0] > 0.25 and scores[1] < -0.3
+
+
+def test_positive_measures_tone_not_length():
+    """The mean over sentences: repeating a mildly kind sentence does not make an answer kinder
+    (VADER's whole-text compound would climb towards 1 with every repetition)."""
+    once = "That is a nice idea."
+    scores = get_objective("positive").score(PROMPTS, [once, " ".join([once] * 10)])
+    assert scores[0] == pytest.approx(scores[1]) and 0.2 < scores[0] < 0.7
+    assert get_objective("positive").score(PROMPTS[:1], [""]).tolist() == [0.0]
 
 
 def test_concise_counts_words_and_is_minimized():

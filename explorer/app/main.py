@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 
 import panel as pn
 from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
 from explorer.app.engine import Engine
+from explorer.app.hosts import allowed_hosts, refuse_other_hosts
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -136,20 +138,31 @@ def serve(
     port: int = 5006,
     address: str = "127.0.0.1",
     show: bool = False,
-    threaded: bool = False,
+    allow_hosts: Sequence[str] = (),
+    start: bool = True,
 ):
-    """Serve the app for every browser session, sharing ``engine``; prints the URL."""
-    origin = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
+    """Serve the app for every browser session, sharing ``engine``; prints the URL.
+
+    Only requests addressed to this machine's names, ``address`` or ``allow_hosts`` are answered
+    (``explorer.app.hosts``: no DNS rebinding); Panel's websocket origin check stays on. With
+    ``start=False`` the server is returned before its loop runs (``server.io_loop.start()``).
+    """
+    hosts = allowed_hosts(address, port, allow_hosts)
     print(f"Pareto Soup Explorer: http://{address}:{port}/", flush=True)
-    return pn.serve(
+    server = pn.serve(
         lambda: Explorer(engine).template(),
         port=port,
         address=address,
         show=show,
-        threaded=threaded,
-        websocket_origin=origin,
+        start=False,
+        websocket_origin=[h for h in hosts if h.endswith(f":{port}") and "[" not in h],  # no IPv6 in Bokeh
         title="Pareto Soup Explorer",
     )
+    refuse_other_hosts(server._tornado, hosts)  # Panel itself reaches the Tornado app this way
+    if start:
+        server.start()
+        server.io_loop.start()
+    return server
 
 
 if __name__.startswith("bokeh_app"):  # `panel serve explorer/app/main.py`: the demo, or --args like the CLI

@@ -69,9 +69,11 @@ class AppOptions:
 
     objectives: tuple[str, ...] = ()  # empty: the adapters named after built-in objectives
     prompts_file: str | None = None  # preset prompts and the grid's prompts; None: the demo's held-out ones
-    grid_prompts: int = 16  # prompts in the app's grid
-    resolution: int = 5  # the app grid's simplex steps of 1/K
-    grid_batch_size: int = 8  # rows per grid chunk: small keeps the sliders responsive while a grid runs
+    # The default grid: 15 mixes x 24 prompts (about 3 minutes on 2 CPU cores for the demo), enough
+    # prompts for the demo's front to stand well above its 95% intervals (bench/demo_frontier.py).
+    grid_prompts: int = 24  # prompts in the app's grid
+    resolution: int = 4  # the app grid's simplex steps of 1/K
+    grid_batch_size: int = 16  # rows per grid chunk (the grid yields to sliders between decode steps)
     ray: RayOptions | None = None  # the app's grid on Ray workers (explorer serve --ray ADDRESS)
     export_dir: str | None = None  # None: exports/ in the user cache folder (never the current directory)
 

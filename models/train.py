@@ -98,7 +98,7 @@ class Recipe:
     versions: dict = field(default_factory=dict)
     device: str = ""
     threads: int = 0
-    sampling_wall_time_s: float = 0.0  # once, shared by every objective (0 when read from the cache)
+    sampling_wall_time_s: float = 0.0  # once, shared by every objective (also when read from the cache)
     wall_time_s: float = 0.0  # pairs + DPO for this objective
 
 
@@ -178,8 +178,10 @@ def cached_candidates(prompts: list[str], recipe: Recipe, device) -> tuple[list[
         sort_keys=True,
     )
     path = CACHE / f"candidates-{sha256_text(key)[:16]}.jsonl"
+    seconds = path.with_suffix(".seconds")  # how long the sampling took, kept for the recipes
     if path.is_file():
-        return [json.loads(line) for line in path.read_text().splitlines()], 0.0
+        took = float(seconds.read_text()) if seconds.is_file() else 0.0
+        return [json.loads(line) for line in path.read_text().splitlines()], took
     from explorer.demo import demo_base
     from explorer.soup import load_base
 
@@ -192,6 +194,7 @@ def cached_candidates(prompts: list[str], recipe: Recipe, device) -> tuple[list[
     journal = path.with_suffix(".partial")
     candidates = sample_candidates(model, tokenizer, prompts, recipe, device, journal)
     journal.rename(path)
+    seconds.write_text(f"{time.time() - start:.1f}")
     return candidates, time.time() - start
 
 

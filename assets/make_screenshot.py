@@ -35,7 +35,13 @@ def main(args: argparse.Namespace) -> None:
     from explorer.options import AppOptions
     from explorer.sampling import SamplingConfig
 
-    engine = shared_engine(app=AppOptions(grid_prompts=args.grid_prompts, resolution=args.resolution))
+    defaults = AppOptions()
+    engine = shared_engine(
+        app=AppOptions(
+            grid_prompts=args.grid_prompts or defaults.grid_prompts,
+            resolution=args.resolution or defaults.resolution,
+        )
+    )
     if engine.grid_for(engine.grid_spec(SamplingConfig())) is None:
         print("computing the frontier (cached for next time)...", flush=True)
         engine.start_grid(SamplingConfig())
@@ -47,7 +53,10 @@ def main(args: argparse.Namespace) -> None:
         made.append(explorer)
         return explorer.template()
 
-    server = pn.serve(factory, port=args.port, threaded=True, show=False)
+    # a session the browser is slow to connect to is kept (Bokeh drops it after 15 s by default)
+    server = pn.serve(
+        factory, port=args.port, threaded=True, show=False, unused_session_lifetime_milliseconds=600_000
+    )
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=FLAGS)
@@ -56,12 +65,23 @@ def main(args: argparse.Namespace) -> None:
             wait(lambda: made and made[0].session.response and not made[0].session.generating)
             s = made[0].session
             names = list(s.weights)
+
+            def show(mix: dict[str, float]) -> None:
+                """Put ``mix`` on the sliders and wait for its response, scores and place on the
+                frontier. The change runs on the session's page (``Session.on_page``): a served
+                page's state may only change on its own event loop, never from this thread."""
+
+                def change():
+                    s.weights = {n: mix.get(n, 0.0) for n in names}
+                    return s.regenerate()
+
+                s.on_page(change).join()
+                s.on_page(lambda: None)  # the worker's last updates, queued on the page, are applied
+
             for mix in ({names[0]: 0.8, names[1]: 0.2}, {names[-1]: 0.9, names[0]: 0.1}):
-                s.weights = {n: mix.get(n, 0.0) for n in names}
-                s.regenerate(wait=True)
-                s.pin()
-            s.weights = {n: 1.0 / len(names) for n in names}
-            s.regenerate(wait=True)
+                show(mix)
+                s.on_page(s.pin)
+            show({n: 1.0 / len(names) for n in names})
             page.wait_for_timeout(1500)
             page.screenshot(path=str(args.out), full_page=True)
             browser.close()
@@ -75,8 +95,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=HERE / "screenshot.png")
     p.add_argument("--prompt", default="Give me one tip for sleeping better.")
-    p.add_argument("--grid-prompts", type=int, default=16)
-    p.add_argument("--resolution", type=int, default=5)
+    p.add_argument("--grid-prompts", type=int, default=None, help="default: the app's")
+    p.add_argument("--resolution", type=int, default=None, help="default: the app's")
     p.add_argument("--port", type=int, default=5137)
     p.add_argument("--chromium", default=CHROMIUM, help="default: $PSE_CHROMIUM or /usr/bin/chromium")
     return p

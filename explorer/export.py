@@ -165,11 +165,13 @@ def export_mix(
     rank: int | None = None,
     force: bool = False,
     scores: Mapping | None = None,
+    choice: Mapping | None = None,
 ) -> ExportResult:
     """Export the mix ``weights`` of ``soup`` to the folder ``out`` in ``format``, with its recipe.
 
-    ``rank`` is required for ``lowrank``. ``scores`` (objective -> {mean, ci_low, ci_high}),
-    when given, are written to the recipe. Everything is checked before anything is written.
+    ``rank`` is required for ``lowrank``. ``scores`` (objective -> {mean, ci_low, ci_high}) and
+    ``choice`` (how the mix was chosen: ``explorer.choose.Choice.to_dict()``), when given, are
+    written to the recipe. Everything is checked before anything is written.
     """
     w = check_mix(weights, soup.names)
     check_format(format, rank)
@@ -191,7 +193,9 @@ def export_mix(
                     result.module_errors = {m: err for m, (_, err) in truncated.items()}
                     result.overall_error = overall_error(soup, w, result.module_errors)
                 _write_adapter(soup, factors, tmp)
-            (tmp / RECIPE).write_text(yaml.safe_dump(recipe(soup, w, result, scores), sort_keys=False))
+            (tmp / RECIPE).write_text(
+                yaml.safe_dump(recipe(soup, w, result, scores, choice), sort_keys=False)
+            )
     except OSError as err:  # a read-only folder, a full disk: nothing was written, say so
         raise SoupError(
             f"cannot write the export to {target} ({err.strerror or err}): nothing was written; choose "
@@ -228,7 +232,11 @@ def overall_error(soup: Soup, weights: Mapping[str, float], errors: Mapping[str,
 
 
 def recipe(
-    soup: Soup, weights: Mapping[str, float], result: ExportResult, scores: Mapping | None = None
+    soup: Soup,
+    weights: Mapping[str, float],
+    result: ExportResult,
+    scores: Mapping | None = None,
+    choice: Mapping | None = None,
 ) -> dict:
     """The recipe of an export: everything needed to reproduce it, and to check the inputs did not change."""
     fingerprint = soup_fingerprint(soup)
@@ -265,6 +273,8 @@ def recipe(
         out["module_relative_errors"] = dict(sorted(result.module_errors.items()))
     if scores:
         out["scores"] = {k: dict(v) for k, v in scores.items()}
+    if choice:  # the rule that chose the mix and what it found (explorer pick, the app's Choose panel)
+        out["choice"] = dict(choice)
     return out
 
 

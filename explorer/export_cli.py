@@ -3,11 +3,14 @@
 explorer export --weights positive=0.6,concise=0.4 --out ./my-mix
 explorer export --weights positive=0.6,concise=0.4 --format lowrank --rank 8 --out ./my-mix-r8
 explorer export --recipe ./my-mix/recipe.yaml --out ./again      # reproduces it bit for bit
+explorer export --choice choice.json --frontier front.nc --out ./my-mix   # the mix explorer pick chose
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from explorer.config import ModelOptions
 from explorer.errors import SoupError
@@ -39,6 +42,11 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--frontier", metavar="FILE.nc", help="results of explorer grid: the mix's scores go into the recipe"
     )
+    p.add_argument(
+        "--choice",
+        metavar="FILE.json",
+        help="the mix chosen by explorer pick --out: its weights, and the rule and result go into the recipe",
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -51,13 +59,17 @@ def cmd_export(args: argparse.Namespace) -> int:
             dtype=recipe["dtype"],
         )
         weights, fmt, rank = recipe["weights"], recipe["format"], recipe.get("rank")
-        scores = recipe.get("scores")
+        scores, choice = recipe.get("scores"), recipe.get("choice")
     else:
-        if not args.weights:
-            raise SoupError("give the mix with --weights NAME=W,... (or reproduce one with --recipe FILE)")
+        if bool(args.weights) == bool(args.choice):
+            raise SoupError(
+                "give the mix with --weights NAME=W,... or --choice FILE.json (one of them; or reproduce an "
+                "export with --recipe FILE)"
+            )
+        choice = read_choice(args.choice) if args.choice else None
         options, weights, fmt, rank, scores = (
             options_from_args(args),
-            parse_weights(args.weights),
+            choice["weights"] if choice else parse_weights(args.weights),
             args.format,
             args.rank,
             None,
@@ -66,7 +78,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     soup = open_soup(options)
     if args.frontier:
         scores = mix_scores(load_results(args.frontier), check_mix(weights, soup.names))
-    result = export_mix(soup, weights, args.out, format=fmt, rank=rank, force=args.force, scores=scores)
+    result = export_mix(
+        soup, weights, args.out, format=fmt, rank=rank, force=args.force, scores=scores, choice=choice
+    )
     print(f"wrote {result.format} export to {result.path}")
     if result.format == "lowrank":
         worst = max(result.module_errors.items(), key=lambda kv: kv[1])
@@ -75,3 +89,19 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"(worst module {worst[0]}: {worst[1]:.3g}); per-module errors are in recipe.yaml"
         )
     return 0
+
+
+def read_choice(path: str) -> dict:
+    """A choice written by ``explorer pick --out`` (``explorer.choose.Choice.to_dict()``)."""
+    file = Path(path).expanduser()
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise SoupError(
+            f"--choice {file}: cannot read it as a choice written by explorer pick --out ({err})"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("weights"), dict) or "rule" not in data:
+        raise SoupError(
+            f"--choice {file} is not a choice written by explorer pick --out: it has no weights or rule"
+        )
+    return data

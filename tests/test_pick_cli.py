@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from explorer.cli import main
 from explorer.results import save_results
@@ -100,3 +101,44 @@ def test_one_rule_and_no_model_options(front, capsys):
     with pytest.raises(SystemExit):
         main(["pick", "--frontier", str(front), "--knee", "--base", "./model"])
     assert "unrecognized arguments: --base" in capsys.readouterr().err
+
+
+def test_grid_pick_export_on_a_tiny_soup(llama_files, tmp_path, capsys, monkeypatch):
+    """The whole path: a grid, a choice written as JSON, an export whose recipe records the choice."""
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    base, adapters = llama_files
+    model = ["--base", str(base), "--device", "cpu", "--dtype", "float64"]
+    model += [f"--adapter={n}={p}" for n, p in adapters.items()]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Why is the sky blue?\nWrite a story\n")
+    front, choice = tmp_path / "front.nc", tmp_path / "choice.json"
+    grid = ["grid", *model, "--prompts", str(prompts), "--resolution", "2", "--max-new-tokens", "6"]
+    assert main([*grid, "--objective", "concise", "--objective", "readable", "--out", str(front)]) == 0
+    assert main(["pick", "--frontier", str(front), "--knee", "--out", str(choice)]) == 0
+    chosen = json.loads(choice.read_text())
+    capsys.readouterr()
+    out = tmp_path / "mix"
+    assert main(["export", *model, "--choice", str(choice), "--frontier", str(front), "--out", str(out)]) == 0
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert recipe["weights"] == chosen["weights"]
+    assert recipe["choice"]["rule"] == chosen["rule"] and recipe["choice"]["method"] == "knee"
+    assert recipe["scores"]["concise"]["mean"] == pytest.approx(chosen["scores"]["concise"])
+    # the recipe reproduces the export, choice included
+    again = tmp_path / "again"
+    assert main(["export", "--recipe", str(out / "recipe.yaml"), "--out", str(again)]) == 0
+    assert yaml.safe_load((again / "recipe.yaml").read_text())["choice"] == recipe["choice"]
+
+
+def test_export_takes_one_mix(llama_files, tmp_path, capsys):
+    base, adapters = llama_files
+    model = ["--base", str(base), *[f"--adapter={n}={p}" for n, p in adapters.items()]]
+    bad = tmp_path / "choice.json"
+    bad.write_text('{"weights": "helpful=1"}')
+    for extra, words in [
+        (["--weights", "helpful=1", "--choice", str(bad)], "one of them"),
+        ([], "give the mix with --weights NAME=W,... or --choice FILE.json"),
+        (["--choice", str(bad)], "is not a choice written by explorer pick --out"),
+        (["--choice", str(tmp_path / "missing.json")], "cannot read it as a choice"),
+    ]:
+        assert main(["export", *model, "--out", str(tmp_path / "x"), *extra]) == 2
+        assert words in capsys.readouterr().err

@@ -410,17 +410,21 @@ class Engine(param.Parameterized):
         format: str = "adapter",
         rank: int | None = None,
         results: xr.Dataset | None = None,
+        choice: Mapping | None = None,
     ) -> ExportDone:
         """Export the mix into the export folder (call it from a worker thread: a merged model
         takes seconds). Adapter and low-rank exports are also zipped, named after the mix, for a
         download; merged models stay on disk. ``results`` give the recipe its scores, only from
-        a complete grid (a partial one has no scores for most mixes)."""
+        a complete grid (a partial one has no scores for most mixes); ``choice`` (how the mix was
+        chosen, ``Choice.to_dict()``) goes into the recipe as it is."""
         label = mix_label(weights)
         folder = self.export_dir / f"{format}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
         scores = None
         if results is not None and is_summarized(results) and is_complete(results):
             scores = mix_scores(results, weights)
-        result = export_mix(self.soup, weights, folder, format=format, rank=rank, force=True, scores=scores)
+        result = export_mix(
+            self.soup, weights, folder, format=format, rank=rank, force=True, scores=scores, choice=choice
+        )
         files = sorted(f for f in result.path.rglob("*") if f.is_file())
         zip_path = None
         if format != "merged":

@@ -14,6 +14,8 @@ import panel as pn
 from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
+from explorer.app.choose_state import Chooser
+from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
 from explorer.app.hosts import allowed_hosts, refuse_other_hosts
 from explorer.app.state import Session
@@ -84,7 +86,9 @@ class Explorer(Viewer):
         s = self.session
         self.controls = MixControls(session=s)
         self.response = ResponseView(session=s)
-        self.frontier = FrontierView(session=s)
+        self.chooser = Chooser(session=s)
+        self.choose = ChoosePanel(chooser=self.chooser)
+        self.frontier = FrontierView(session=s, layers=frontier_layers(self.chooser))
         self.simplex = SimplexView(session=s)
         self.grid = GridControls(session=s)
         self.compare = CompareView(session=s)
@@ -109,7 +113,7 @@ class Explorer(Viewer):
             pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
             pn.Row(
                 pn.Column(self.response, self.frontier, sizing_mode="stretch_width"),
-                pn.Column(self.simplex, self.grid, width=320),
+                pn.Column(self.simplex, self.grid, self.choose, width=320),
                 sizing_mode="stretch_width",
             ),
             self.compare,

@@ -117,6 +117,12 @@ class Session(param.Parameterized):
     exporting = param.Boolean(default=False)
     export_status = param.String(default="", doc="where the last export went, its size and error")
     export_zip = param.String(default="", doc="the last export's zip (adapter and lowrank only)")
+    choice = param.Dict(
+        default=None,
+        allow_None=True,
+        doc="how the mix on the sliders was chosen (explorer.choose.Choice.to_dict(), set by the Choose "
+        "panel's Load, cleared when the sliders move off it): exports write it into the recipe",
+    )
 
     # the grid this session asks for (with the decoding above)
     grid_resolution = param.Integer(default=10, bounds=(1, 40), doc="simplex lattice steps")
@@ -449,12 +455,12 @@ class Session(param.Parameterized):
         and error are shown; adapter and lowrank exports also get a zip to download."""
         weights, format = dict(self.weights), self.export_format
         rank = self.export_rank if format == "lowrank" else None
-        results = self.results
+        results, choice = self.results, self.choice
         self.param.update(exporting=True, export_status=f"exporting {format}...", export_zip="")
 
         def work() -> None:
             try:
-                done = self.engine.export(weights, format=format, rank=rank, results=results)
+                done = self.engine.export(weights, format=format, rank=rank, results=results, choice=choice)
                 values = {"export_status": done.summary(), "export_zip": str(done.zip_path or "")}
             except Exception as err:
                 values = {"export_status": "", "message": f"export failed: {err}"}

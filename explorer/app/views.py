@@ -254,6 +254,7 @@ class FrontierView(Viewer):
     """Grid mixes in objective space: the Pareto front, the current mix, pinned mixes; tap loads a mix."""
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
+    layers = param.List(default=[], doc="more layers drawn over the grid mixes (the Choose panel's)")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -285,7 +286,10 @@ class FrontierView(Viewer):
                 self._whiskers, s.param.results, s.param.x_objective, s.param.y_objective, horizontal=True
             )
         )
-        self.plot = (front * x_bars * y_bars * self.points * pins * current).opts(
+        mixes = front * x_bars * y_bars * self.points
+        for layer in self.layers:
+            mixes = mixes * layer
+        self.plot = (mixes * pins * current).opts(
             hv.opts.Overlay(responsive=True, min_height=380, legend_position="right"),
             # the axes follow the data as the grid fills in and the current mix moves
             hv.opts.Points(framewise=True, padding=0.1),

@@ -133,6 +133,10 @@ class Explorer(Viewer):
             main=[self.main_area()],
             sidebar_width=340,
             accent="#1f77b4",
+            # Panel's busy spinner is one flag for every session of the process, set from whichever
+            # session's event loop is working and pushed to every page: a page would look busy while
+            # another works, and the push onto other sessions' documents is not safe from threads
+            busy_indicator=None,
         )
 
 

@@ -3,17 +3,64 @@
 from __future__ import annotations
 
 import io
+import uuid
 import zipfile
+from functools import partial
 
+import panel as pn
 import pytest
-from panel.tests.util import serve_component, wait_until
+from panel.tests.util import wait_until
 
 from explorer.app.main import Explorer
 from explorer.sampling import SamplingConfig
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration]
 
-TIMEOUT = 120_000  # ms; generation on a 2-core CPU
+TIMEOUT = 300_000  # ms; building the page and generating on a loaded 2-core CPU
+
+
+def serve(page, factory):
+    """Serve the app in this process and open it in ``page``; returns the port.
+
+    Like ``panel.tests.util.serve_component`` without its 5 s waits, which a loaded machine
+    misses. A session the browser has not connected to yet is kept as long as the tests wait
+    (Bokeh drops it after 15 s by default; the browser would then get a second session)."""
+    server_id = uuid.uuid4().hex
+    pn.serve(
+        factory,
+        port=0,
+        threaded=True,
+        show=False,
+        server_id=server_id,
+        unused_session_lifetime_milliseconds=TIMEOUT,
+    )
+    wait_until(lambda: server_id in pn.state._servers, page, timeout=TIMEOUT)
+    port = pn.state._servers[server_id][0].port
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"http://localhost:{port}/", wait_until="domcontentloaded")
+    return port
+
+
+def on_page(session, fn):
+    """Change a served session from the test: as one of its page's events (``Session.on_page``),
+    never from the test's thread (Bokeh documents change only on their own event loop)."""
+    return session.on_page(fn, timeout=TIMEOUT / 1000)
+
+
+def generate_on_page(session, page, **values):
+    """Set ``values`` on the session and regenerate, on its page; wait for the scored response."""
+
+    def change():
+        session.param.update(**values)
+        session.regenerate()
+        return dict(session.response_for)
+
+    produced = on_page(session, change)
+    wait_until(
+        lambda: not session.generating and bool(session.scores) and session.response_for == produced,
+        page,
+        timeout=TIMEOUT,
+    )
 
 
 @pytest.fixture
@@ -33,7 +80,7 @@ def app(demo_engine):
 def open_app(page, app):
     factory, made = app
     page.set_default_timeout(TIMEOUT)  # a loaded 2-core machine builds the page slowly
-    serve_component(page, factory)
+    serve(page, factory)
     wait_until(lambda: len(made) == 1, page)
     explorer = made[0]
     wait_until(
@@ -146,8 +193,7 @@ def test_pin_three_mixes_and_compare_them(page, app):
     explorer = open_app(page, app)
     s = explorer.session
     for i, name in enumerate(list(s.weights)):
-        s.weights = {n: float(n == name) for n in s.weights}
-        s.regenerate(wait=True)
+        generate_on_page(s, page, weights={n: float(n == name) for n in s.weights})
         page.get_by_role("button", name="Pin this mix").click()
         wait_until(lambda i=i: page.locator(".pinned-column").count() == i + 1, page, timeout=TIMEOUT)
     columns = page.locator(".pinned-response")
@@ -160,7 +206,7 @@ def test_pin_three_mixes_and_compare_them(page, app):
 def test_start_and_cancel_a_grid(page, app, demo_engine):
     explorer = open_app(page, app)
     s = explorer.session
-    s.max_new_tokens = 400  # long enough that the grid is still running when we cancel
+    on_page(s, lambda: setattr(s, "max_new_tokens", 400))  # the grid is still running when we cancel
     page.get_by_role("button", name="Compute frontier").click()
     wait_until(lambda: s.grid_running, page, timeout=TIMEOUT)
     page.get_by_role("button", name="Cancel grid").click()
@@ -173,16 +219,26 @@ def test_start_and_cancel_a_grid(page, app, demo_engine):
 def test_a_partial_front_says_partial(page, app, demo_engine):
     explorer = open_app(page, app)
     s = explorer.session
-    s.max_new_tokens = 3  # a grid of its own: 12 rows, in chunks of 7
+    on_page(s, lambda: setattr(s, "max_new_tokens", 3))  # a grid of its own: 12 rows, in chunks of 7
+    watched = []
 
-    def cancel_after_the_first_chunk(event):
+    def cancel_after_the_first_chunk(run, event):
         if 0 < event.new < 1:
-            demo_engine.cancel_grid(s._grid)
+            demo_engine.cancel_grid(run)
 
-    page.get_by_role("button", name="Compute frontier").click()
-    wait_until(lambda: s._grid is not None and s._grid.running, page, timeout=TIMEOUT)
-    s._grid.param.watch(cancel_after_the_first_chunk, "progress")
-    wait_until(lambda: not s.grid_running, page, timeout=TIMEOUT)
+    def watch_the_new_grid(event):  # in the thread that starts it, before its first chunk ends
+        for run in demo_engine.grids.values():
+            if run.running and "3 tokens" in run.settings and run not in watched:
+                watched.append(run)
+                run.param.watch(partial(cancel_after_the_first_chunk, run), "progress")
+
+    watcher = demo_engine.param.watch(watch_the_new_grid, "grids_changed")
+    try:
+        page.get_by_role("button", name="Compute frontier").click()
+        wait_until(lambda: bool(watched) and not watched[0].running, page, timeout=TIMEOUT)
+    finally:
+        demo_engine.param.unwatch(watcher)
+    wait_until(lambda: s._grid is watched[0] and not s.grid_running, page, timeout=TIMEOUT)
     status = page.locator(".frontier-status")
     wait_until(lambda: "Partial: 7/12 rows" in status.inner_text(), page, timeout=TIMEOUT)
     assert "3 tokens, greedy" in status.inner_text()  # the settings of the front shown
@@ -221,7 +277,8 @@ def test_two_sessions_share_one_model_and_keep_their_own_mixes(browser, app, dem
 
     factory, made = app
     pages = [browser.new_page(), browser.new_page()]
-    _, port = serve_component(pages[0], factory)
+    pages[1].set_default_timeout(TIMEOUT)
+    port = serve(pages[0], factory)
     pages[1].goto(f"http://localhost:{port}")
     wait_until(lambda: len(made) == 2, pages[1], timeout=TIMEOUT)
     for explorer in made:
@@ -232,10 +289,10 @@ def test_two_sessions_share_one_model_and_keep_their_own_mixes(browser, app, dem
         )
     a, b = made[0].session, made[1].session
     names = list(a.weights)
-    a.weights = {n: float(n == names[0]) for n in names}
+    on_page(a, lambda: setattr(a, "weights", {n: float(n == names[0]) for n in names}))
     assert b.weights != a.weights  # one session's sliders do not move the other's
-    b.weights = {n: float(n == names[1]) for n in names}
-    a.regenerate(), b.regenerate()  # at the same time, on the one model
+    on_page(b, lambda: setattr(b, "weights", {n: float(n == names[1]) for n in names}))
+    on_page(a, a.regenerate), on_page(b, b.regenerate)  # at the same time, on the one model
     for s in (a, b):  # each got its own mix's response: the model's weights never changed under it
         expected = generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
         wait_until(lambda s=s, e=expected: not s.generating and s.response == e, pages[1], timeout=TIMEOUT)
@@ -248,7 +305,7 @@ def open_two(browser, app):
     pages = [browser.new_page(), browser.new_page()]
     for p in pages:
         p.set_default_timeout(TIMEOUT)
-    _, port = serve_component(pages[0], factory)
+    port = serve(pages[0], factory)
     pages[1].goto(f"http://localhost:{port}")
     wait_until(lambda: len(made) == 2, pages[1], timeout=TIMEOUT)
     for explorer in made:
@@ -264,11 +321,10 @@ def test_one_session_stays_live_while_another_refreshes_pins_and_exports(browser
     pages, a, b = open_two(browser, app)
     names = list(a.weights)
     for name in names:
-        a.weights = {n: float(n == name) for n in names}
-        a.regenerate(wait=True)
-        wait_until(lambda: not a.generating, pages[0], timeout=TIMEOUT)
-        a.pin()
-    a.max_new_tokens = 150  # a long refresh: three pins of 150 tokens, as one batch
+        generate_on_page(a, pages[0], weights={n: float(n == name) for n in names})
+        on_page(a, a.pin)
+    assert len(a.pinned) == 3
+    on_page(a, lambda: setattr(a, "max_new_tokens", 150))  # a long refresh: three pins of 150 tokens
     pages[0].get_by_role("button", name="Regenerate pinned for this prompt").click()
     pages[0].get_by_role("button", name="Export", exact=True).click()
     wait_until(lambda: a.refreshing_pins, pages[0], timeout=TIMEOUT)
@@ -297,10 +353,9 @@ def test_simplex_toggle_regenerates_and_pins_show_their_prompt(page, app, demo_e
     s = explorer.session
     page.get_by_text("Keep on the simplex (sum 1)").click()
     wait_until(lambda: not s.simplex, page, timeout=TIMEOUT)
-    s.set_weight("positive", 2.0)
-    s.regenerate(wait=True)
-    wait_until(lambda: not s.generating and bool(s.scores), page, timeout=TIMEOUT)
+    generate_on_page(s, page, weights={**s.weights, "positive": 2.0})
     page.get_by_role("button", name="Pin this mix").click()
+    wait_until(lambda: len(s.pinned) == 1, page, timeout=TIMEOUT)
     page.get_by_text("Keep on the simplex (sum 1)").click()  # back on the simplex: a new response
     wait_until(lambda: s.simplex and sum(s.weights.values()) == pytest.approx(1.0), page, timeout=TIMEOUT)
     expected = generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
@@ -313,7 +368,7 @@ def test_simplex_toggle_regenerates_and_pins_show_their_prompt(page, app, demo_e
     page.get_by_role("button", name="Pin this mix").click()  # the same again: refused
     wait_until(lambda: "already pinned" in s.message, page, timeout=TIMEOUT)
     assert len(s.pinned) == 2 and s.pinned[0]["weights"]["positive"] == 2.0  # the mix that produced it
-    s.prompt = "Name three colours."
+    on_page(s, lambda: setattr(s, "prompt", "Name three colours."))
     prompts = page.locator(".pin-prompt")
     wait_until(lambda: page.locator(".pin-other-prompt").count() == 2, page, timeout=TIMEOUT)
     assert "Give me one tip" in prompts.nth(0).inner_text()
@@ -325,7 +380,7 @@ def test_two_sessions_with_different_grid_settings_keep_their_own_fronts(browser
     pages, a, b = open_two(browser, app)
     front = a.results
     assert front is not None and b.results is front  # the same settings: one grid
-    b.max_new_tokens = 4
+    on_page(b, lambda: setattr(b, "max_new_tokens", 4))
     pages[1].get_by_role("button", name="Compute frontier").click()
     wait_until(lambda: b.grid_running, pages[1], timeout=TIMEOUT)
     pages[0].get_by_role("button", name="Cancel grid").click()  # A's cancel is for A's grid only
@@ -342,7 +397,7 @@ def test_two_sessions_with_different_grid_settings_keep_their_own_fronts(browser
 def test_a_merged_export_writes_a_folder_and_sends_no_zip(page, app, demo_engine):
     explorer = open_app(page, app)
     s = explorer.session
-    s.export_format = "merged"
+    on_page(s, lambda: setattr(s, "export_format", "merged"))
     downloads = []
     page.on("download", downloads.append)
     page.get_by_role("button", name="Export", exact=True).click()

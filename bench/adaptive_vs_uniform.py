@@ -1,6 +1,7 @@
 """Adaptive refinement against the uniform lattice, at the same number of evaluated mixes.
 
     OMP_NUM_THREADS=1 python bench/adaptive_vs_uniform.py
+    python bench/adaptive_vs_uniform.py --demo      # the demo model, 2 and 3 adapters (~10 min, 2 CPU cores)
 
 On synthetic objective surfaces over the simplex of 2 and 3 adapters, whose true front is known
 (the Pareto-optimal mixes of a lattice of 2,001 / 80,601 mixes), both methods measure mixes;
@@ -27,19 +28,27 @@ readable are maximized, concise is words, minimized):
   along the front; adaptive refinement has little to gain there.
 
 ``compare(evaluate, ...)`` takes any ``evaluate(mixes (B, N)) -> means (B, K)``, so the real
-engine (``explorer.evaluation`` with its cache) plugs in for rows on the demo; without a known
-front, IGD+ is left out and the reference point comes from everything both methods measured.
+engine plugs in: ``--demo`` measures the demo (SmolLM2 with its adapters: positive and concise,
+then positive, concise and readable, each adapter scored by its own objective) over the first
+``--prompts-limit`` held-out prompts, greedy, through ``explorer.evaluation.evaluate_grid`` and its
+cache. There the uniform lattices are the divisors of the finest (2 adapters: 1, 2, 4, 5, 10, 20,
+so 21 distinct mixes; 3 adapters: 1, 2, 4, 8, 45 mixes), every mix is generated once (a mix's
+scores do not depend on what shares its batch), and with no known front IGD+ is left out and the
+reference point comes from everything both methods measured. Writes
+bench/results/adaptive_vs_uniform-demo.json. Cost: about 4.6 s per distinct mix at 16 prompts x
+48 tokens on 2 idle CPU cores (the frontier benchmark's 168 tokens/s), about 37 + 75 distinct mixes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from common import finish, table  # bench/common.py, beside this script
+from common import environment, finish, pick_device, pick_dtype, table  # bench/common.py, beside this script
 
 from explorer.adaptive import hypervolume, refine
 from explorer.frontier import default_reference
@@ -48,6 +57,10 @@ from explorer.grid import simplex_lattice
 MAX, MIN = "maximize", "minimize"
 DENSE = {2: 2000, 3: 400}  # lattice resolution of the "true" front: 2,001 and 80,601 mixes
 SHOWN = {2: (4, 10, 20, 30, 40), 3: (4, 6, 8, 10, 14, 20)}  # lattices printed side by side
+DEMO = {  # adapters (each scored by its own objective) -> uniform lattices: divisors of the finest
+    ("positive", "concise"): (1, 2, 4, 5, 10, 20),
+    ("positive", "concise", "readable"): (1, 2, 4, 8),
+}
 
 
 @dataclass(frozen=True)
@@ -197,7 +210,8 @@ def side_by_side(result: dict) -> list[dict]:
     return rows
 
 
-def main(args: argparse.Namespace) -> dict:
+def synthetic(args: argparse.Namespace) -> dict:
+    """label -> compare() on every synthetic surface and adapter count asked for."""
     results = {}
     for name in args.surfaces:
         for n in args.adapters:
@@ -214,17 +228,90 @@ def main(args: argparse.Namespace) -> dict:
                 batch=args.batch,
                 true_front=surface.true_front(),
             )
+    return results
+
+
+class MeasureOnce:
+    """``evaluate(mixes (B, N)) -> means (B, K)`` on a soup through the engine and its cache, each
+    distinct mix generated once (a mix's scores do not depend on what shares its batch)."""
+
+    def __init__(self, soup, spec, *, batch_size: int | None = None):
+        self.soup, self.spec, self.batch_size = soup, spec, batch_size  # spec: prompts, decoding, objectives
+        self.measured: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, mixes: np.ndarray) -> np.ndarray:
+        from dataclasses import replace
+
+        from explorer.demo import cache_dir
+        from explorer.evaluation import evaluate_grid
+        from explorer.grid import DECIMALS
+        from explorer.results import means
+
+        keys = [tuple(np.round(w, DECIMALS) + 0.0) for w in mixes]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.measured))
+        if todo:
+            spec = replace(self.spec, mixes=np.array(todo))
+            ds = evaluate_grid(self.soup, spec, batch_size=self.batch_size, cache=cache_dir() / "frontiers")
+            self.measured.update(zip(todo, means(ds), strict=True))
+        return np.array([self.measured[k] for k in keys])
+
+
+def demo(args: argparse.Namespace) -> dict:
+    """label -> compare() on the demo model with 2 and 3 adapters, every mix generated once."""
+    from explorer.demo import demo_adapters, demo_base
+    from explorer.grid import GridSpec
+    from explorer.objectives import get_objective
+    from explorer.prompts import HELDOUT, read_prompts
+    from explorer.sampling import SamplingConfig
+    from explorer.soup import Soup
+
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
+    prompts = tuple(read_prompts(HELDOUT, limit=args.prompts_limit))
+    results = {}
+    for names, resolutions in DEMO.items():
+        soup = Soup.load(demo_base(), {n: demo_adapters()[n] for n in names}, device=device, dtype=dtype)
+        objectives = tuple(get_objective(n) for n in names)
+        spec = GridSpec(
+            mixes=np.eye(len(names)),
+            prompts=prompts,
+            objectives=objectives,
+            sampling=SamplingConfig(args.max_new_tokens),
+        )
+        evaluate = MeasureOnce(soup, spec, batch_size=args.batch_size)
+        label = f"demo, {len(names)} adapters"
+        started = time.perf_counter()
+        results[label] = compare(
+            evaluate,
+            label=label,
+            n_adapters=len(names),
+            directions=[o.direction for o in objectives],
+            uniform_resolutions=resolutions,
+            initial_resolution=args.initial_resolution,
+            batch=args.batch,
+        )
+        results[label]["summary"].update(
+            mixes_generated=len(evaluate.measured), seconds=time.perf_counter() - started
+        )
+        soup.close()
+    return results
+
+
+def main(args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    results = demo(args) if args.demo else synthetic(args)
     curve = [row for r in results.values() for row in side_by_side(r)]
-    shown = {
-        f"{name}, {n} adapters": {len(simplex_lattice(n, r)) for r in SHOWN[n]}
-        for name in SURFACES
-        for n in (2, 3)
-    }
-    step = [row for row in curve if row["mixes"] in shown[row["setting"]]]
-    print("\nHypervolume (fraction of the true front's) and IGD+ at the same number of mixes")
+    if not args.demo:  # the synthetic curves are long: print a few lattices
+        shown = {
+            f"{name}, {n} adapters": {len(simplex_lattice(n, r)) for r in SHOWN[n]}
+            for name in SURFACES
+            for n in (2, 3)
+        }
+        curve = [row for row in curve if row["mixes"] in shown[row["setting"]]]
+    print("\nHypervolume (fraction of the true front's, else absolute) and IGD+ at the same number of mixes")
     print(
         table(
-            step,
+            curve,
             [
                 ("setting", "setting", "s"),
                 ("mixes", "uniform mixes", "d"),
@@ -237,8 +324,25 @@ def main(args: argparse.Namespace) -> dict:
         )
     )
     summary = [r["summary"] for r in results.values()]
+    report = {
+        "what": "adaptive refinement vs the uniform simplex lattice on synthetic surfaces with a known front",
+        "initial_resolution": args.initial_resolution,
+        "batch": args.batch,
+        "results": results,
+    }
+    if args.demo:
+        report.update(
+            what="adaptive refinement vs the uniform simplex lattice on the demo model",
+            prompts=args.prompts_limit,
+            max_new_tokens=args.max_new_tokens,
+            environment=environment(
+                pick_device(args.device), pick_dtype(args.dtype, pick_device(args.device))
+            ),
+            load_average=os.getloadavg(),
+            seconds=time.perf_counter() - started,
+        )
     return finish(
-        "adaptive_vs_uniform.json",
+        "adaptive_vs_uniform-demo.json" if args.demo else "adaptive_vs_uniform.json",
         "Mixes the adaptive grid needs to reach the finest uniform lattice's hypervolume",
         summary,
         [
@@ -251,12 +355,7 @@ def main(args: argparse.Namespace) -> dict:
             ("uniform_igd_plus", "uniform IGD+", ".4f"),
             ("adaptive_final_igd_plus", "adaptive IGD+", ".4f"),
         ],
-        {
-            "what": "adaptive refinement vs the uniform simplex lattice on synthetic surfaces with a known front",
-            "initial_resolution": args.initial_resolution,
-            "batch": args.batch,
-            "results": results,
-        },
+        report,
     )
 
 
@@ -266,6 +365,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapters", nargs="+", type=int, default=[2, 3], choices=[2, 3])
     p.add_argument("--initial-resolution", type=int, default=4, help="the adaptive grid's first lattice")
     p.add_argument("--batch", type=int, default=None, help="new mixes per adaptive round (default: refine's)")
+    g = p.add_argument_group("the demo model (--demo)")
+    g.add_argument("--demo", action="store_true", help="measure the demo model (2 and 3 adapters) instead")
+    g.add_argument("--prompts-limit", type=int, default=16, help="held-out prompts per mix (default 16)")
+    g.add_argument("--max-new-tokens", type=int, default=48, help="tokens per response (default 48)")
+    g.add_argument("--batch-size", type=int, default=None, help="rows per chunk (default: the engine's)")
+    g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    g.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on the CPU")
     return p
 
 

@@ -148,3 +148,73 @@ def weight_grid(
         )
     _, first = np.unique(grid, axis=0, return_index=True)
     return grid[np.sort(first)]
+
+
+MAX_ROWS = 100_000  # a grid of more rows starts only when confirmed (explorer grid --yes)
+# Conservative new tokens/s per device (one soup, batched generate), for the estimate printed before a
+# grid starts; assumptions, not measurements: the demo does about 150 on 2 CPU cores, a 7B base about
+# 1,300 on one GPU (README, Scale out). The progress bar then shows the measured rate.
+ASSUMED_TOKENS_PER_SECOND = {"cpu": 100.0, "cuda": 1000.0}
+
+
+def count_mixes(n: int, resolution: int) -> int:
+    """The simplex lattice's mixes (what ``weight_grid`` makes at least), computed without making them."""
+    return math.comb(resolution + n - 1, n - 1)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A grid's size before any work: rows (mixes x prompts x samples), new tokens at most, and an
+    estimated time from ``ASSUMED_TOKENS_PER_SECOND`` (divided among ``workers``)."""
+
+    mixes: int
+    prompts: int
+    samples: int
+    max_new_tokens: int
+    device: str = "cpu"  # a device type: cpu, cuda
+    workers: int = 1
+
+    @property
+    def rows(self) -> int:
+        return self.mixes * self.prompts * self.samples
+
+    @property
+    def tokens(self) -> int:  # an upper bound: a response may stop early
+        return self.rows * self.max_new_tokens
+
+    @property
+    def tokens_per_second(self) -> float:
+        return ASSUMED_TOKENS_PER_SECOND.get(self.device, ASSUMED_TOKENS_PER_SECOND["cpu"]) * self.workers
+
+    @property
+    def seconds(self) -> float:
+        return self.tokens / self.tokens_per_second
+
+    def line(self) -> str:
+        """One line: rows, tokens and the estimated time, with the throughput it assumes."""
+        on = f"{self.workers} workers on {self.device}" if self.workers > 1 else self.device
+        return (
+            f"budget: {self.mixes:,} mixes x {self.prompts:,} prompts x {self.samples} samples = "
+            f"{self.rows:,} rows, at most {self.tokens:,} new tokens, about {_duration(self.seconds)} "
+            f"at an assumed {self.tokens_per_second:,.0f} tokens/s on {on} (a conservative constant, "
+            "not measured: the progress bar shows the real rate)"
+        )
+
+
+def check_budget(budget: Budget, *, confirmed: bool, limit: int = MAX_ROWS) -> None:
+    """Refuse a grid of more than ``limit`` rows unless ``confirmed`` (``--yes``)."""
+    if budget.rows > limit and not confirmed:
+        raise SoupError(
+            f"{budget.rows:,} rows is more than {limit:,} (about {_duration(budget.seconds)}): pass --yes "
+            "to run it, or lower --resolution, --prompts-limit or --samples"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

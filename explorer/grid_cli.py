@@ -12,15 +12,27 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
 from explorer.adaptive import Round, check_installed
 from explorer.adaptive_grid import evaluate_adaptive
-from explorer.demo import cache_dir
+from explorer.config import ModelOptions
+from explorer.demo import cache_dir, demo_adapters
+from explorer.distributed import RayOptions
 from explorer.errors import SoupError
 from explorer.evaluation import ChunkExecutor, LocalExecutor, Progress, run_grid
-from explorer.grid import GridSpec, check_objectives, weight_grid
+from explorer.grid import (
+    MAX_MIXES,
+    MAX_ROWS,
+    Budget,
+    GridSpec,
+    check_budget,
+    check_objectives,
+    count_mixes,
+    weight_grid,
+)
 from explorer.launch import choose_objectives, open_soup
 from explorer.mix import parse_weights
 from explorer.objectives import get_objectives
@@ -41,6 +53,7 @@ from explorer.results import (
     reference_of,
     save_results,
 )
+from explorer.runtime import resolve_device
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
 
 
@@ -86,6 +99,9 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
     p.add_argument(
         "--force", action="store_true", help="replace an existing --out that is not a results file"
+    )
+    p.add_argument(
+        "--yes", action="store_true", help=f"run a grid of more than {MAX_ROWS:,} rows (refused otherwise)"
     )
     add_ray_args(p)
     g = p.add_argument_group("adaptive grid")
@@ -143,6 +159,35 @@ def check_adaptive_args(args: argparse.Namespace) -> None:
     check_installed()
 
 
+def budget_before_loading(
+    args: argparse.Namespace, options: ModelOptions, ray: RayOptions | None, *, n_prompts: int
+) -> tuple[tuple[str, ...], np.ndarray] | tuple[None, None]:
+    """Print the grid's budget (rows, new tokens, estimated time) and refuse more than ``MAX_ROWS``
+    rows without ``--yes``, before any model loads; returns the adapter names and the mixes (None,
+    None where the adapters are only known once loaded).
+    An adaptive grid counts its budget's mixes, or its first lattice where that is larger."""
+    given = dict(options.adapters) or (demo_adapters() if options.is_demo else {})
+    if not given:
+        return None, None
+    names = tuple(given)
+    device = "cuda" if ray is not None and ray.gpus_per_worker > 0 else resolve_device(options.device).type
+    workers = (ray.workers or 1) if ray is not None else 1
+
+    def budget(mixes: int) -> Budget:
+        mixes = max(mixes, args.budget) if args.adaptive else mixes
+        return Budget(mixes, n_prompts, args.samples, args.max_new_tokens, device, workers)
+
+    lattice = count_mixes(len(names), args.resolution)
+    if lattice <= MAX_MIXES and not args.yes and budget(lattice).rows > MAX_ROWS:
+        print(budget(lattice).line(), file=sys.stderr)  # refused before the lattice is even made
+        check_budget(budget(lattice), confirmed=False)
+    points = [parse_weights(p, names, flag="--point") for p in args.point]
+    mixes = weight_grid(names, args.resolution, margin=args.margin, points=points)
+    print(budget(len(mixes)).line(), file=sys.stderr)
+    check_budget(budget(len(mixes)), confirmed=args.yes)
+    return names, mixes
+
+
 def refuse_overwrite(out: Path, *, force: bool) -> None:
     """An earlier results file may be replaced; any other existing file only with ``force``."""
     if not out.exists() or force:
@@ -179,6 +224,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     for point in args.point:
         parse_weights(point, flag="--point")
+    names, mixes = budget_before_loading(args, options, ray, n_prompts=len(prompts))
 
     workers = start_ray(options, ray) if ray is not None else None  # each worker loads the soup
     if workers is None:
@@ -188,8 +234,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     else:
         executor, where = workers, workers.describe()
     objectives = tuple(choose_objectives(given, executor.names))
-    points = [parse_weights(p, executor.names, flag="--point") for p in args.point]
-    mixes = weight_grid(executor.names, args.resolution, margin=args.margin, points=points)
+    if mixes is None or tuple(executor.names) != names:  # the mixes' columns follow the soup's order
+        points = [parse_weights(p, executor.names, flag="--point") for p in args.point]
+        mixes = weight_grid(executor.names, args.resolution, margin=args.margin, points=points)
     spec = GridSpec(
         mixes=mixes, prompts=tuple(prompts), objectives=objectives, samples=args.samples, sampling=sampling
     )

@@ -162,3 +162,55 @@ def test_a_budget_below_the_lattice_fails_before_generating(grid_argv, tmp_path,
     monkeypatch.setattr(explorer.evaluation, "generate", lambda *a, **k: pytest.fail("generated"))
     assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), "--adaptive", "--budget", "5"]) == 2
     assert "a budget of 5 mixes does not cover the 7 of the initial grid" in capsys.readouterr().err
+
+
+def test_a_big_grid_is_refused_before_loading_without_yes(grid_argv, tmp_path, capsys, monkeypatch):
+    import explorer.grid_cli
+
+    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr(explorer.grid_cli, "weight_grid", lambda *a, **k: pytest.fail("made the lattice"))
+    out = tmp_path / "f.nc"
+    argv = [*grid_argv, "--out", str(out)]
+    argv[argv.index("--resolution") + 1] = "1000"  # 3 adapters: 501,501 mixes x 2 prompts
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "budget: 501,501 mixes x 2 prompts x 1 samples = 1,003,002 rows" in err
+    assert "at most 6,018,012 new tokens" in err and "assumed 100 tokens/s on cpu" in err
+    assert "1,003,002 rows is more than 100,000" in err and "pass --yes" in err
+    assert not list(tmp_path.iterdir())[1:] and not out.exists()  # only prompts.txt: nothing written
+
+
+def test_an_adaptive_budget_counts_its_mixes_and_its_first_lattice(grid_argv, tmp_path, capsys, monkeypatch):
+    import explorer.grid_cli
+
+    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    out = tmp_path / "f.nc"
+    argv = [*grid_argv, "--out", str(out), "--adaptive", "--budget", "60000"]  # 60,000 mixes x 2 prompts
+    assert main(argv) == 2
+    assert "120,000 rows is more than 100,000" in capsys.readouterr().err
+    argv[argv.index("--resolution") + 1] = "400"  # a first lattice of 80,601 mixes, above a budget of 7
+    argv[argv.index("--budget") + 1] = "7"
+    assert main(argv) == 2
+    assert "161,202 rows is more than 100,000" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_small_grid_prints_its_budget_and_yes_runs_a_big_one(grid_argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "front.nc"
+    assert main([*grid_argv, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "budget: 7 mixes x 2 prompts x 1 samples = 14 rows, at most 84 new tokens, about 1 s" in err
+    assert err.index("budget:") < err.index("grid")  # before the progress bar
+    out.unlink()  # the same 14 rows, now above a threshold of 10
+    monkeypatch.setattr("explorer.grid_cli.check_budget", _check_budget_with_limit(10))
+    assert main([*grid_argv, "--out", str(out)]) == 2
+    assert "14 rows is more than 10 (about 1 s): pass --yes" in capsys.readouterr().err and not out.exists()
+    assert main([*grid_argv, "--out", str(out), "--yes"]) == 0
+    assert load_results(out).sizes["mix"] == 7
+
+
+def _check_budget_with_limit(limit):
+    from explorer.grid import check_budget
+
+    return lambda budget, *, confirmed: check_budget(budget, confirmed=confirmed, limit=limit)

@@ -390,3 +390,31 @@ def test_on_page_runs_a_change_among_the_pages_events_and_returns_its_result(eng
         events.put(None)
         loop.join(5)
         s.close()
+
+
+def test_a_click_storm_runs_one_generation_at_a_time_and_only_the_newest(engine, monkeypatch):
+    import explorer.app.engine
+
+    s = Session(engine, max_new_tokens=6)
+    passes: list[str] = []  # one entry per generate call (each starts with a prompt pass)
+    real = explorer.app.engine.generate
+
+    def counted(soup, prompts, *args, **kwargs):
+        passes.append(prompts[0])
+        return real(soup, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(explorer.app.engine, "generate", counted)
+    before = threading.active_count()
+    most = 0
+    with engine.soup.lock:  # the soup is busy (a grid chunk, another session) while the clicks come
+        for i in range(50):
+            s.prompt = f"Request number {i}"
+            s.regenerate()
+            most = max(most, threading.active_count() - before)
+    worker = s._worker
+    if worker is not None:
+        worker.join(60)
+    assert most == 1  # the session's one generation thread, however many clicks
+    assert passes == ["Request number 49"]  # the superseded 49 never ran their prompt pass
+    assert s.response_for["prompt"] == "Request number 49" and s.response and not s.generating
+    s.close(wait=5)

@@ -243,12 +243,15 @@ class Engine(param.Parameterized):
         *,
         cancel: threading.Event,
         on_text: Callable[[str], None],
-    ) -> Generations:
-        """One response, streamed through ``on_text``; stops early when ``cancel`` is set.
+    ) -> Generations | None:
+        """One response, streamed through ``on_text``; stops early when ``cancel`` is set, and
+        None without a prompt pass when it is set before the soup is free.
 
         Paired sampling makes it the very response the grid scores for this mix, prompt and seed.
         """
-        with self._interactive_request():
+        with self._interactive_request(), self.soup.lock:
+            if cancel.is_set():
+                return None
             return generate(
                 self.soup,
                 [prompt],

@@ -169,7 +169,9 @@ class Session(param.Parameterized):
         self._grid: GridRun | None = None
         self._grid_watcher: param.parameterized.Watcher | None = None
         self._debounce: threading.Timer | None = None
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | None = None  # the session's one generation thread, while it runs
+        self._pending: Callable[[], None] | None = None  # the newest request not started yet
+        self._queue = threading.Lock()
         self._engine_watcher: param.parameterized.Watcher | None = engine.param.watch(
             lambda event: self._dispatch(self.follow_matching_grid), "grids_changed"
         )
@@ -382,7 +384,7 @@ class Session(param.Parameterized):
         def work() -> None:
             try:
                 out = self.engine.generate_stream(prompt, weights, sampling, cancel=cancel, on_text=on_text)
-                if cancel.is_set() or request != self._generation:
+                if out is None or cancel.is_set() or request != self._generation:
                     return
                 text = out.texts[0]
                 scores = self.engine.score(prompt, text)
@@ -394,12 +396,29 @@ class Session(param.Parameterized):
             finally:
                 self._apply(request, generating=False)
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        self._worker = thread
+        thread = self._submit(work)
         if wait:
             thread.join()
         return thread
+
+    def _submit(self, work: Callable[[], None]) -> threading.Thread:
+        """Run ``work`` on the session's one generation thread: at most one generation per session
+        at a time, and a request superseded before it started never runs (no prompt pass)."""
+        with self._queue:
+            self._pending = work
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._drain, daemon=True)
+                self._worker.start()
+            return self._worker
+
+    def _drain(self) -> None:
+        while True:
+            with self._queue:
+                work, self._pending = self._pending, None
+                if work is None:
+                    self._worker = None
+                    return
+            work()
 
     def _measure(self, weights: dict[str, float], cancel: threading.Event, request: int) -> None:
         """Place the mix among the grid's points: its grid means when the grid holds it, else

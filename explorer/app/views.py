@@ -49,7 +49,7 @@ SIMPLEX_RANGE, FREE_RANGE = (0.0, 1.0), (-1.0, 2.0)
 
 # What each built-in objective measures, its unit and which way is better (next to axes and sliders).
 OBJECTIVE_HELP = {
-    "positive": "VADER compound sentiment of the response, -1 (negative) to 1 (positive); higher is better",
+    "positive": "mean VADER compound sentiment of the response's sentences, -1 (negative) to 1 (positive); higher is better",
     "concise": "words in the response; lower is better",
     "readable": "Flesch reading ease, about 0 (hard) to 100 (easy); higher is better",
     "relevant": "cosine similarity of MiniLM embeddings of prompt and response, -1 to 1; higher is better",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 import zipfile
 from functools import partial
@@ -219,7 +220,7 @@ def test_start_and_cancel_a_grid(page, app, demo_engine):
 def test_a_partial_front_says_partial(page, app, demo_engine):
     explorer = open_app(page, app)
     s = explorer.session
-    on_page(s, lambda: setattr(s, "max_new_tokens", 3))  # a grid of its own: 12 rows, in chunks of 7
+    on_page(s, lambda: setattr(s, "max_new_tokens", 3))  # a grid of its own, in chunks of 7
     watched = []
 
     def cancel_after_the_first_chunk(run, event):
@@ -240,7 +241,9 @@ def test_a_partial_front_says_partial(page, app, demo_engine):
         demo_engine.param.unwatch(watcher)
     wait_until(lambda: s._grid is watched[0] and not s.grid_running, page, timeout=TIMEOUT)
     status = page.locator(".frontier-status")
-    wait_until(lambda: "Partial: 7/12 rows" in status.inner_text(), page, timeout=TIMEOUT)
+    wait_until(lambda: "Partial:" in status.inner_text(), page, timeout=TIMEOUT)
+    done, total = map(int, re.search(r"Partial: (\d+)/(\d+) rows", status.inner_text()).groups())
+    assert 0 < done < total  # cancelled after its first chunk of 7 (or a later one)
     assert "3 tokens, greedy" in status.inner_text()  # the settings of the front shown
     assert "partial grid" in page.locator(".grid-hypervolume").inner_text()
 

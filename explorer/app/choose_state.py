@@ -135,8 +135,8 @@ class Chooser(param.Parameterized):
         with it into the recipe of an export (``Session.choice``) while the sliders hold it."""
         if self.choice is None:
             return
+        self.session.choice = self.choice.to_dict()  # first: the sliders then move onto it, not off it
         self.session.load_mix(self.choice.index)
-        self.session.choice = self.choice.to_dict()
         self.session.regenerate()
 
     def _left_the_choice(self, event) -> None:

@@ -160,7 +160,11 @@ def _excluded(ds, feasible, x, y):
 
 
 def _chosen(choice, x, y):
-    data = [(choice.scores[x], choice.scores[y], choice.method)] if choice is not None and x else []
+    data = (
+        [(choice.scores[x], choice.scores[y], f"chosen ({choice.method})")]
+        if choice is not None and x
+        else []
+    )
     return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["chosen"], label="chosen mix").opts(
-        marker="circle", size=22, fill_alpha=0.0, line_color="#111111", line_width=3
+        marker="circle", size=22, fill_alpha=0.0, line_color="#111111", line_width=3, tools=["hover"]
     )

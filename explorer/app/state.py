@@ -392,7 +392,7 @@ class Session(param.Parameterized):
                 self._complete_pins(request, response=text, scores=scores, partial=False)
                 self._measure(weights, cancel, request)
             except Exception as err:  # a scorer or generation failure is shown, the app stays usable
-                self._apply(request, message=f"{type(err).__name__}: {err}")
+                self._apply(request, message=f"{type(err).__name__}: {err}", generating=False)
             finally:
                 self._apply(request, generating=False)
 

@@ -19,6 +19,15 @@
 4. Write explorer's demo adapter folder for the objective (PEFT format, safetensors) and its
    ``recipe.yaml``: method, data hashes, seeds, steps, library versions, wall time.
 
+Iterated DPO: ``--init ADAPTER`` runs one more round from a trained adapter (its own recipe
+says which round it is). The round samples ``policy_samples_per_hint`` new candidates per prompt
+from the base *with that adapter* (on-policy), pairs the best guarded candidate of all rounds
+against the worst of the adapter's own samples, and goes on training the adapter's LoRA (the
+reference is the previous round's adapter, TRL's frozen "ref" copy; the adapter written is still
+one delta on the base)::
+
+    python -m models.train --objective positive --init explorer/data/adapters/positive
+
 A response cut by the token limit gets no EOS in training (TRL would append one to every
 completion; ``_prepare_dataset`` below tokenizes the pairs itself for that reason).
 Runs on the CPU (2 cores: about 15 min of sampling once, then about 10 min per objective).
@@ -33,7 +42,7 @@ import platform
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -69,6 +78,12 @@ class Recipe:
     sample_seed: int = 1234
     sample_batch_size: int = 56
     candidates_sha256: str = ""
+    # rounds after the first (iterated DPO): candidates sampled from the previous round's adapter
+    round: int = 1
+    init_adapter_sha256: str = ""  # the previous round's adapter_model.safetensors
+    policy_samples_per_hint: dict = field(default_factory=dict)
+    policy_candidates_sha256: str = ""
+    previous_rounds: list = field(default_factory=list)  # earlier rounds' recipes, without their own history
     # pairs
     min_words: int = 15
     min_margin: float = 0.0  # filled per objective from MARGINS
@@ -99,6 +114,7 @@ class Recipe:
     device: str = ""
     threads: int = 0
     sampling_wall_time_s: float = 0.0  # once, shared by every objective (also when read from the cache)
+    policy_sampling_wall_time_s: float = 0.0  # this round's samples from the previous round's adapter
     wall_time_s: float = 0.0  # pairs + DPO for this objective
 
 
@@ -162,21 +178,24 @@ def sample_candidates(
     return out
 
 
-def cached_candidates(prompts: list[str], recipe: Recipe, device) -> tuple[list[dict], float]:
-    """The candidates, sampled once per sampling recipe and cached; returns (candidates, sampling seconds)."""
-    key = json.dumps(
-        [
-            recipe.prompts_sha256,
-            recipe.hints,
-            recipe.samples_per_hint,
-            recipe.temperature,
-            recipe.top_p,
-            recipe.max_new_tokens,
-            recipe.sample_seed,
-            recipe.sample_batch_size,
-        ],
-        sort_keys=True,
-    )
+def cached_candidates(
+    prompts: list[str], recipe: Recipe, device, adapter: Path | None = None
+) -> tuple[list[dict], float]:
+    """The candidates, sampled once per sampling recipe (and policy: the base, or the base with
+    ``adapter``) and cached; returns (candidates, sampling seconds)."""
+    parts: list = [
+        recipe.prompts_sha256,
+        recipe.hints,
+        recipe.samples_per_hint,
+        recipe.temperature,
+        recipe.top_p,
+        recipe.max_new_tokens,
+        recipe.sample_seed,
+        recipe.sample_batch_size,
+    ]
+    if adapter is not None:
+        parts.append(recipe.init_adapter_sha256)  # old keys (base samples) stay valid
+    key = json.dumps(parts, sort_keys=True)
     path = CACHE / f"candidates-{sha256_text(key)[:16]}.jsonl"
     seconds = path.with_suffix(".seconds")  # how long the sampling took, kept for the recipes
     if path.is_file():
@@ -187,8 +206,14 @@ def cached_candidates(prompts: list[str], recipe: Recipe, device) -> tuple[list[
 
     start = time.time()
     model, tokenizer = load_base(demo_base(), device=device, dtype="float32")
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     print(
-        f"sampling {len(candidate_rows(prompts, recipe))} candidates for {len(prompts)} prompts", flush=True
+        f"sampling {len(candidate_rows(prompts, recipe))} candidates for {len(prompts)} prompts"
+        + (f" from the base with {adapter}" if adapter is not None else ""),
+        flush=True,
     )
     CACHE.mkdir(exist_ok=True)
     journal = path.with_suffix(".partial")
@@ -248,8 +273,13 @@ def guarded(c: dict, objective: str, median_relevance: float, recipe: Recipe) ->
     return not (objective == "concise" and not c["finished"])
 
 
-def make_pairs(candidates: list[dict], objective, recipe: Recipe) -> list[dict]:
-    """Per prompt: the best guarded candidate against the worst one, when they differ by the margin."""
+def make_pairs(
+    candidates: list[dict], objective, recipe: Recipe, rejectable: str | None = None
+) -> list[dict]:
+    """Per prompt: the best guarded candidate against the worst one, when they differ by the margin.
+
+    ``rejectable``: only candidates whose ``policy`` is this may be rejected (a later round's
+    on-policy negatives); every candidate may be chosen."""
     import numpy as np
 
     by_prompt: dict[str, list[dict]] = {}
@@ -261,7 +291,11 @@ def make_pairs(candidates: list[dict], objective, recipe: Recipe) -> list[dict]:
     for prompt, group in by_prompt.items():
         median_rel = float(np.median([c["relevant"] for c in group]))
         ok = [c for c in group if guarded(c, name, median_rel, recipe)]
-        scored = [c for c in group if not np.isnan(c[name])]
+        scored = [
+            c
+            for c in group
+            if not np.isnan(c[name]) and (rejectable is None or c.get("policy") == rejectable)
+        ]
         if not ok or not scored:
             continue
         chosen = max(ok, key=lambda c: sign * c[name])
@@ -294,8 +328,12 @@ def dpo_dataset(pairs: list[dict], tokenizer):
     return Dataset.from_list(rows)
 
 
-def train_dpo(pairs: list[dict], recipe: Recipe, device, out_dir: Path) -> tuple[object, dict]:
-    """DPO with a LoRA on the base; returns the trained PEFT model and TRL's last logged metrics."""
+def train_dpo(
+    pairs: list[dict], recipe: Recipe, device, out_dir: Path, init: Path | None = None
+) -> tuple[object, dict]:
+    """DPO with a LoRA on the base (a new one, or ``init``'s, trained further); returns the trained
+    PEFT model and TRL's last logged metrics. The reference is the base (a new adapter) or
+    ``init`` (TRL keeps a frozen copy of it named "ref")."""
     import torch
     from peft import LoraConfig
     from transformers import TrainerCallback
@@ -313,6 +351,11 @@ def train_dpo(pairs: list[dict], recipe: Recipe, device, out_dir: Path) -> tuple
     torch.manual_seed(recipe.train_seed)
     random.seed(recipe.train_seed)
     model, tokenizer = load_base(demo_base(), device=device, dtype="float32")
+    peft_config = None if init is not None else LoraConfig(task_type="CAUSAL_LM", **recipe.lora)
+    if init is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init), is_trainable=True)
     config = DPOConfig(
         output_dir=str(out_dir),
         num_train_epochs=recipe.epochs,
@@ -349,7 +392,7 @@ def train_dpo(pairs: list[dict], recipe: Recipe, device, out_dir: Path) -> tuple
         args=config,
         train_dataset=dpo_dataset(pairs, tokenizer),
         processing_class=tokenizer,
-        peft_config=LoraConfig(task_type="CAUSAL_LM", **recipe.lora),
+        peft_config=peft_config,
         callbacks=[Progress()],
     )
     trainer.train()
@@ -404,12 +447,28 @@ def main(args: argparse.Namespace) -> None:
         )
         if args.epochs:
             recipe.epochs = args.epochs
+        init = start_round(recipe, Path(args.init)) if args.init else None
         candidates, recipe.sampling_wall_time_s = cached_candidates(prompts, recipe, device)
         recipe.sampling_wall_time_s = round(recipe.sampling_wall_time_s, 1)
         recipe.candidates_sha256 = sha256_text(json.dumps(candidates, sort_keys=True))
         start = time.time()
-        candidates = annotated(candidates, recipe.candidates_sha256)
-        pairs = make_pairs(candidates, objective, recipe)
+        candidates = [{**c, "policy": "base"} for c in annotated(candidates, recipe.candidates_sha256)]
+        rejectable = None
+        if init is not None:
+            rejectable = f"round {recipe.round - 1}"
+            policy_recipe = replace(
+                recipe,
+                samples_per_hint=recipe.policy_samples_per_hint,
+                sample_seed=recipe.sample_seed + recipe.round,
+            )
+            own, took = cached_candidates(prompts, policy_recipe, device, adapter=init)
+            recipe.policy_sampling_wall_time_s = round(took, 1)
+            recipe.policy_candidates_sha256 = sha256_text(json.dumps(own, sort_keys=True))
+            candidates += [
+                {**c, "policy": rejectable} for c in annotated(own, recipe.policy_candidates_sha256)
+            ]
+            start = time.time()
+        pairs = make_pairs(candidates, objective, recipe, rejectable=rejectable)
         recipe.pairs = len(pairs)
         recipe.pairs_sha256 = sha256_text(
             json.dumps([[p["prompt"], p["chosen"]["response"], p["rejected"]["response"]] for p in pairs])
@@ -422,7 +481,7 @@ def main(args: argparse.Namespace) -> None:
             flush=True,
         )
         work = CACHE / f"dpo-{name}"
-        model, metrics = train_dpo(pairs, recipe, device, work)
+        model, metrics = train_dpo(pairs, recipe, device, work, init=init)
         recipe.steps = int(metrics.get("steps", 0))
         recipe.final_loss = round(float(metrics.get("loss", float("nan"))), 4)
         recipe.final_reward_accuracy = round(float(metrics.get("rewards/accuracies", float("nan"))), 4)
@@ -430,7 +489,7 @@ def main(args: argparse.Namespace) -> None:
         out = Path(args.out) / name if args.out else adapters_dir() / name
         if out.exists():
             shutil.rmtree(out)
-        model.save_pretrained(out)
+        model.save_pretrained(out, selected_adapters=["default"])  # not TRL's "ref" copy
         (out / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub says nothing about this adapter
         (out / "recipe.yaml").write_text(yaml.safe_dump(asdict(recipe), sort_keys=False))
         (out / "pairs.jsonl").write_text(
@@ -450,6 +509,34 @@ def main(args: argparse.Namespace) -> None:
         print(f"[{name}] wrote {out} in {recipe.wall_time_s:.0f} s ({recipe.steps} steps)", flush=True)
 
 
+def start_round(recipe: Recipe, adapter: Path) -> Path:
+    """Set ``recipe`` up as the round after ``adapter``'s (an adapter this script wrote for the
+    same objective); returns a snapshot of ``adapter`` in the cache (the output may replace it)."""
+    import yaml
+
+    previous = yaml.safe_load((adapter / "recipe.yaml").read_text())
+    if previous.get("objective") != recipe.objective:
+        raise SystemExit(
+            f"--init {adapter} was trained for {previous.get('objective')!r}, not {recipe.objective!r}: "
+            "give the previous round's adapter for the same objective"
+        )
+    weights = (adapter / "adapter_model.safetensors").read_bytes()
+    recipe.init_adapter_sha256 = hashlib.sha256(weights).hexdigest()
+    recipe.round = int(previous.get("round", 1)) + 1
+    recipe.previous_rounds = [
+        *previous.get("previous_rounds", []),
+        {k: v for k, v in previous.items() if k != "previous_rounds"},
+    ]
+    hint = recipe.objective if recipe.objective in recipe.hints else "plain"
+    recipe.policy_samples_per_hint = {"plain": 2, hint: 2} if hint != "plain" else {"plain": 4}
+    recipe.lora = previous.get("lora", recipe.lora)
+    snapshot = CACHE / f"init-{recipe.objective}-{recipe.init_adapter_sha256[:16]}"
+    if not snapshot.is_dir():
+        CACHE.mkdir(exist_ok=True)
+        shutil.copytree(adapter, snapshot)
+    return snapshot
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--objective", action="append", required=True, help="a built-in objective; repeatable")
@@ -457,6 +544,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="write OUT/OBJECTIVE instead of explorer's demo adapter folder"
     )
     p.add_argument("--epochs", type=int, default=None, help=f"DPO epochs (default {Recipe.epochs})")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="iterated DPO: one more round from this adapter (sample from it, train it further)",
+    )
     return p
 
 

@@ -291,7 +291,12 @@ def hardware(device: torch.device) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+LOAD_AT_START = os.getloadavg()  # 1, 5 and 15 min load averages when the bench started
+
+
 def environment(device: torch.device, dtype: torch.dtype) -> dict:
+    """The machine and libraries, and the load average when the bench started (a figure counts
+    from an idle machine only)."""
     import peft
     import transformers
 
@@ -303,6 +308,7 @@ def environment(device: torch.device, dtype: torch.dtype) -> dict:
         "transformers": transformers.__version__,
         "peft": peft.__version__,
         "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in LOAD_AT_START],
     }
 
 

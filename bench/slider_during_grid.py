@@ -1,6 +1,6 @@
 """First-token latency of a slider response: idle, during a grid, and during a grid that does not yield.
 
-    python bench/slider_during_grid.py --repeats 5 --grid-tokens 48 --grid-batch 64
+    python bench/slider_during_grid.py --repeats 9 --grid-tokens 48 --grid-batch 64 --window 10
 
 One run, side by side, on the app's own engine (``explorer.app.engine.Engine``) over the demo:
 (a) the response alone; (b) the same request while the background grid runs (the grid steps
@@ -35,8 +35,11 @@ def first_token_s(engine, weights: dict[str, float], prompt: str, sampling) -> f
     return first[0]
 
 
-def during_grid(engine, requests, prompt, sampling, grid_sampling, *, yields: bool, seed: int) -> list[float]:
-    """Latencies of ``requests`` made at random moments while a grid runs (restarted as needed)."""
+def during_grid(
+    engine, requests, prompt, sampling, grid_sampling, *, yields: bool, seed: int, window: float
+) -> list[float]:
+    """Latencies of ``requests``, each made at a random moment in the first ``window`` seconds of a
+    grid's first chunk (the grid restarts for each request)."""
     rng = random.Random(seed)
     original = engine.yield_to_interactive
     if not yields:
@@ -48,7 +51,7 @@ def during_grid(engine, requests, prompt, sampling, grid_sampling, *, yields: bo
             while run.running and engine.soup.lock.acquire(blocking=False):
                 engine.soup.lock.release()  # until the grid holds the model (inside a chunk)
                 time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 2.0))
+            time.sleep(rng.uniform(0.0, window))
             out.append(first_token_s(engine, weights, prompt, sampling))
             engine.cancel_grid(run)
             engine.wait_grid()
@@ -89,8 +92,13 @@ def main(args: argparse.Namespace) -> dict:
     prompt = prompts[0]
     first_token_s(engine, requests[0], prompt, sampling)  # warm-up
     idle = [first_token_s(engine, w, prompt, sampling) for w in requests]
-    yielding = during_grid(engine, requests, prompt, sampling, grid_sampling, yields=True, seed=1)
-    blocking = during_grid(engine, requests, prompt, sampling, grid_sampling, yields=False, seed=1)
+    window = args.window
+    yielding = during_grid(
+        engine, requests, prompt, sampling, grid_sampling, yields=True, seed=1, window=window
+    )
+    blocking = during_grid(
+        engine, requests, prompt, sampling, grid_sampling, yields=False, seed=1, window=window
+    )
     base = statistics.median(idle)
     rows = [
         {
@@ -132,6 +140,14 @@ if __name__ == "__main__":
         "--grid-batch", type=int, default=64, help="rows per grid chunk (the app's default on a CPU)"
     )
     p.add_argument("--resolution", type=int, default=4)
+    p.add_argument(
+        "--window",
+        type=float,
+        default=10.0,
+        help="each request comes at a uniformly random moment in the first WINDOW s of a grid chunk "
+        "(a chunk of 64 rows x 48 tokens takes about 13 s on 2 CPU cores; its prompt pass, which "
+        "cannot yield, the first 1-3 s)",
+    )
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = tmp

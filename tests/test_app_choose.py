@@ -122,6 +122,9 @@ def test_preference_and_knee(chooser, session):
     assert chooser.choice.method == "knee"
     chooser.set_limit("letters", 55)  # the knee of what is left
     assert chooser.choice.index == pick_knee(Measured.from_dataset(ds), where=["letters>=55"]).index
+    chooser.knee_method = "distance"  # the other knee rule, with the same bound
+    expected = pick_knee(Measured.from_dataset(ds), method="distance", where=["letters>=55"])
+    assert chooser.choice.index == expected.index and "hyperplane" in chooser.choice.rule
 
 
 def test_a_new_frontier_recomputes_the_choice(chooser, session):

@@ -51,6 +51,11 @@ class Chooser(param.Parameterized):
         default=None, objects=[], doc="'best on one': the objective to optimise"
     )
     preferences = param.Dict(default={}, doc="objective -> preference weight >= 0 ('preference')")
+    knee_method: param.Selector = param.Selector(
+        default="tradeoff",
+        objects={"largest trade-off": "tradeoff", "farthest from the ideal-nadir line": "distance"},
+        doc="'knee': how the knee is found (explorer.choose.knee_scores)",
+    )
 
     # derived from the frontier and the settings above
     ranges = param.Dict(
@@ -98,7 +103,7 @@ class Chooser(param.Parameterized):
     # ------------------------------------------------------------------------------------------
     # derived state
 
-    @param.depends("limits", "bound", "method", "target", "preferences", watch=True)
+    @param.depends("limits", "bound", "method", "target", "preferences", "knee_method", watch=True)
     def update(self) -> None:
         """Recompute the ranges, the feasible mixes and the choice from the session's frontier."""
         ds = self.session.results
@@ -124,7 +129,7 @@ class Chooser(param.Parameterized):
             sense = "maximize" if self.directions[self.target] == MAXIMIZE else "minimize"
             return pick_constrained(measured, where=where, bound=self.bound, **{sense: self.target})
         if self.method == "knee":
-            return pick_knee(measured, where=where, bound=self.bound)
+            return pick_knee(measured, method=self.knee_method, where=where, bound=self.bound)
         return pick_preference(measured, self.preferences, where=where, bound=self.bound)
 
     # ------------------------------------------------------------------------------------------

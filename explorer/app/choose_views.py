@@ -82,6 +82,9 @@ class ChoosePanel(Viewer):
                 c.param.target, name="best on", visible=pn.bind(lambda m: m == "constraint", method)
             ),
             pn.Column(*self.prefs.values(), visible=pn.bind(lambda m: m == "preference", method)),
+            pn.widgets.RadioButtonGroup.from_param(
+                c.param.knee_method, button_type="light", visible=pn.bind(lambda m: m == "knee", method)
+            ),
             pn.bind(self._result, c.param.choice, c.param.problem),
             self.load,
             sizing_mode="stretch_width",

@@ -11,17 +11,15 @@ import pytest
 import yaml
 
 from explorer.app.choose_state import Chooser
-from explorer.app.engine import Engine
 from explorer.app.state import Session
 from explorer.choose import Measured, pick_knee
 from explorer.grid import GridSpec, weight_grid
 from explorer.objectives import BUILTINS
 from explorer.results import empty_results, fill_rows, summarize
-from explorer.soup import Soup
-from tests.tiny import LETTERS, write_tiny_soup
+from tests.tiny import LETTERS, TINY_PROMPTS, tiny_app_engine
 
 NAMES = ("helpful", "concise", "positive")
-PROMPTS = ("Why is the sky blue?", "Write a story")
+PROMPTS = TINY_PROMPTS
 # The mixes of weight_grid(NAMES, 2) and their mean scores: concise (words, minimized), letters
 # (maximized). Front: mixes 0-4; mix 5 is dominated by mix 1, mix 6 by mix 3. Each mean is the
 # average of two prompts' scores, mean -/+ SPREAD, so the intervals are [mean - d, mean + d].
@@ -42,21 +40,8 @@ def synthetic_front(objectives=(BUILTINS["concise"], LETTERS)) -> object:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("choose")
-    base, adapters = write_tiny_soup(root, "llama")
-    soup = Soup.load(base, adapters, device="cpu", dtype="float64")
-    engine = Engine(
-        soup,
-        [BUILTINS["concise"], LETTERS],
-        prompts=list(PROMPTS),
-        grid_prompts=list(PROMPTS),
-        resolution=2,
-        grid_batch_size=4,
-        export_dir=root / "exports",
-        cache_dir=None,
-    )
-    yield engine
-    soup.close()
+    with tiny_app_engine(tmp_path_factory.mktemp("choose")) as engine:
+        yield engine
 
 
 @pytest.fixture

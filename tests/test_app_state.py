@@ -13,34 +13,19 @@ import pytest
 
 from explorer.app import shared_engine
 from explorer.app.compare import highlight_differences
-from explorer.app.engine import Engine
 from explorer.app.state import MAX_PINS, Session, rescale_on_simplex
 from explorer.config import ModelOptions
 from explorer.errors import SoupError
-from explorer.objectives import BUILTINS, Objective
+from explorer.objectives import Objective
 from explorer.options import AppOptions
 from explorer.sampling import SamplingConfig, generate
-from explorer.soup import Soup
-from tests.tiny import LETTERS, write_tiny_soup
+from tests.tiny import tiny_app_engine
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app")
-    base, adapters = write_tiny_soup(root, "llama")
-    soup = Soup.load(base, adapters, device="cpu", dtype="float64")
-    engine = Engine(
-        soup,
-        [BUILTINS["concise"], LETTERS],
-        prompts=["Why is the sky blue?", "Write a story"],
-        grid_prompts=["Why is the sky blue?", "Write a story"],
-        resolution=2,
-        grid_batch_size=4,
-        export_dir=root / "exports",
-        cache_dir=None,
-    )
-    yield engine
-    soup.close()
+    with tiny_app_engine(tmp_path_factory.mktemp("app")) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ factors are drawn large enough that every adapter moves the logits visibly; and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -138,6 +140,34 @@ def letters(prompts, responses) -> list[float]:
 
 
 LETTERS = Objective("letters", letters)
+
+
+TINY_PROMPTS = ("Why is the sky blue?", "Write a story")
+
+
+@contextmanager
+def tiny_app_engine(root: Path) -> Iterator:
+    """The app's engine over the tiny llama soup (float64) in ``root``: objectives concise and
+    letters, the two ``TINY_PROMPTS``, a resolution-2 grid in chunks of 4, exports in root/exports."""
+    from explorer.app.engine import Engine
+    from explorer.objectives import BUILTINS
+    from explorer.soup import Soup
+
+    base, adapters = write_tiny_soup(root, "llama")
+    soup = Soup.load(base, adapters, device="cpu", dtype="float64")
+    try:
+        yield Engine(
+            soup,
+            [BUILTINS["concise"], LETTERS],
+            prompts=list(TINY_PROMPTS),
+            grid_prompts=list(TINY_PROMPTS),
+            resolution=2,
+            grid_batch_size=4,
+            export_dir=root / "exports",
+            cache_dir=None,
+        )
+    finally:
+        soup.close()
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -6,12 +6,9 @@ from __future__ import annotations
 import pytest
 from panel.tests.util import wait_until
 
-from explorer.app.engine import Engine
 from explorer.app.main import Explorer
-from explorer.objectives import BUILTINS
-from explorer.soup import Soup
-from tests.test_app_choose import MEANS, PROMPTS, synthetic_front
-from tests.tiny import LETTERS, write_tiny_soup
+from tests.test_app_choose import MEANS, synthetic_front
+from tests.tiny import tiny_app_engine
 from tests.ui.test_app_ui import TIMEOUT, on_page, serve
 
 pytestmark = pytest.mark.ui
@@ -19,21 +16,8 @@ pytestmark = pytest.mark.ui
 
 @pytest.fixture(scope="module")
 def tiny_engine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("choose-ui")
-    base, adapters = write_tiny_soup(root, "llama")
-    soup = Soup.load(base, adapters, device="cpu", dtype="float64")
-    engine = Engine(
-        soup,
-        [BUILTINS["concise"], LETTERS],
-        prompts=list(PROMPTS),
-        grid_prompts=list(PROMPTS),
-        resolution=2,
-        grid_batch_size=4,
-        export_dir=root / "exports",
-        cache_dir=None,
-    )
-    yield engine
-    soup.close()
+    with tiny_app_engine(tmp_path_factory.mktemp("choose-ui")) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -57,3 +57,22 @@ def llama_soup64(tmp_path_factory):
     soup = Soup.load(base, adapters, device="cpu", dtype="float64")
     yield soup
     soup.close()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """The app's engine over the tiny soup (``tests.tiny.tiny_app_engine``), one per test module."""
+    from tests.tiny import tiny_app_engine
+
+    with tiny_app_engine(tmp_path_factory.mktemp("app")) as engine:
+        yield engine
+
+
+@pytest.fixture
+def session(engine):
+    """One app session on ``engine`` (6 new tokens); closed after the test, its worker joined."""
+    from explorer.app.state import Session
+
+    s = Session(engine, max_new_tokens=6)
+    yield s
+    s.close(wait=60)

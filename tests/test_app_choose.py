@@ -11,12 +11,11 @@ import pytest
 import yaml
 
 from explorer.app.choose_state import Chooser
-from explorer.app.state import Session
 from explorer.choose import Measured, pick_knee
 from explorer.grid import GridSpec, weight_grid
 from explorer.objectives import BUILTINS
 from explorer.results import empty_results, fill_rows, summarize
-from tests.tiny import LETTERS, TINY_PROMPTS, tiny_app_engine
+from tests.tiny import LETTERS, TINY_PROMPTS
 
 NAMES = ("helpful", "concise", "positive")
 PROMPTS = TINY_PROMPTS
@@ -36,19 +35,6 @@ def synthetic_front(objectives=(BUILTINS["concise"], LETTERS)) -> object:
     fill_rows(ds, rows, ["a response"] * len(rows), [3] * len(rows), [True] * len(rows), scores)
     ds.attrs["complete"] = 1
     return summarize(ds)
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    with tiny_app_engine(tmp_path_factory.mktemp("choose")) as engine:
-        yield engine
-
-
-@pytest.fixture
-def session(engine):
-    s = Session(engine, max_new_tokens=6)
-    yield s
-    s.close(wait=60)
 
 
 @pytest.fixture

@@ -19,20 +19,6 @@ from explorer.errors import SoupError
 from explorer.objectives import Objective
 from explorer.options import AppOptions
 from explorer.sampling import SamplingConfig, generate
-from tests.tiny import tiny_app_engine
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    with tiny_app_engine(tmp_path_factory.mktemp("app")) as engine:
-        yield engine
-
-
-@pytest.fixture
-def session(engine):
-    s = Session(engine, max_new_tokens=6)
-    yield s
-    s.close(wait=60)
 
 
 def test_rescale_keeps_the_simplex_and_proportions():

@@ -139,28 +139,11 @@ def test_a_fixed_user_scorer_is_a_new_cache_key(soup_files, tmp_path):
 
 
 def test_a_retrained_reward_model_is_a_new_cache_key(tmp_path):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from tests.tiny import write_tiny_reward_model
 
-    from tests.tiny import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        num_labels=1,
-        pad_token_id=0,
-    )
     folder = tmp_path / "rm"
-    for seed in (0, 1):  # trained, then retrained into the same folder
-        torch.manual_seed(seed)
-        LlamaForSequenceClassification(config).save_pretrained(folder)
-        tok.save_pretrained(folder)
-        if seed == 0:
-            first = get_objective(f"reward:{folder}")
+    first = get_objective(f"reward:{write_tiny_reward_model(folder, seed=0)}")
+    write_tiny_reward_model(folder, seed=1)  # retrained into the same folder
     second = get_objective(f"reward:{folder}")
     assert first.name == second.name and first.version != second.version
 

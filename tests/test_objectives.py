@@ -128,25 +128,9 @@ def test_reward_model_folder_that_is_not_a_classifier(llama_files):
 
 
 def test_reward_model_from_a_local_folder(tmp_path):
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from tests.tiny import write_tiny_reward_model
 
-    from tests.tiny import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        num_labels=1,
-        pad_token_id=0,
-    )
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(tmp_path / "rm")
+    write_tiny_reward_model(tmp_path / "rm")
     obj = get_objective(str(tmp_path / "rm"))
     scores = obj.score(PROMPTS, [GOOD, BAD])
     assert obj.name == "rm" and scores.shape == (2,) and np.isfinite(scores).all() and scores[0] != scores[1]

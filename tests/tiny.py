@@ -142,6 +142,28 @@ def letters(prompts, responses) -> list[float]:
 LETTERS = Objective("letters", letters)
 
 
+def write_tiny_reward_model(folder: Path, *, seed: int = 0) -> Path:
+    """A random one-layer Llama sequence classifier (num_labels=1) and its tokenizer in ``folder``:
+    a local reward model for the ``reward:FOLDER`` objective."""
+    from transformers import LlamaForSequenceClassification
+
+    tok = tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 TINY_PROMPTS = ("Why is the sky blue?", "Write a story")
 
 

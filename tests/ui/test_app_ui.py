@@ -281,35 +281,8 @@ def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, demo_engine, 
         assert (loaded(input_ids=ids).logits - expected).abs().max() < 1e-3 * expected.abs().max()
 
 
-def test_two_sessions_share_one_model_and_keep_their_own_mixes(browser, app, demo_engine):
-    from explorer.sampling import generate
-
-    factory, made = app
-    pages = [browser.new_page(), browser.new_page()]
-    pages[1].set_default_timeout(TIMEOUT)
-    port = serve(pages[0], factory)
-    pages[1].goto(f"http://localhost:{port}")
-    wait_until(lambda: len(made) == 2, pages[1], timeout=TIMEOUT)
-    for explorer in made:
-        wait_until(
-            lambda e=explorer: bool(e.session.response) and not e.session.generating,
-            pages[1],
-            timeout=TIMEOUT,
-        )
-    a, b = made[0].session, made[1].session
-    names = list(a.weights)
-    on_page(a, lambda: setattr(a, "weights", {n: float(n == names[0]) for n in names}))
-    assert b.weights != a.weights  # one session's sliders do not move the other's
-    on_page(b, lambda: setattr(b, "weights", {n: float(n == names[1]) for n in names}))
-    on_page(a, a.regenerate), on_page(b, b.regenerate)  # at the same time, on the one model
-    for s in (a, b):  # each got its own mix's response: the model's weights never changed under it
-        expected = generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
-        wait_until(lambda s=s, e=expected: not s.generating and s.response == e, pages[1], timeout=TIMEOUT)
-    for p in pages:
-        p.close()
-
-
 def open_two(browser, app):
+    """Two pages on one served app, each with its first response; returns (pages, A, B)."""
     factory, made = app
     pages = [browser.new_page(), browser.new_page()]
     for p in pages:
@@ -324,6 +297,22 @@ def open_two(browser, app):
             timeout=TIMEOUT,
         )
     return pages, made[0].session, made[1].session
+
+
+def test_two_sessions_share_one_model_and_keep_their_own_mixes(browser, app, demo_engine):
+    from explorer.sampling import generate
+
+    pages, a, b = open_two(browser, app)
+    names = list(a.weights)
+    on_page(a, lambda: setattr(a, "weights", {n: float(n == names[0]) for n in names}))
+    assert b.weights != a.weights  # one session's sliders do not move the other's
+    on_page(b, lambda: setattr(b, "weights", {n: float(n == names[1]) for n in names}))
+    on_page(a, a.regenerate), on_page(b, b.regenerate)  # at the same time, on the one model
+    for s in (a, b):  # each got its own mix's response: the model's weights never changed under it
+        expected = generate(demo_engine.soup, [s.prompt], s.weights, config=s.sampling).texts[0]
+        wait_until(lambda s=s, e=expected: not s.generating and s.response == e, pages[1], timeout=TIMEOUT)
+    for p in pages:
+        p.close()
 
 
 def test_one_session_stays_live_while_another_refreshes_pins_and_exports(browser, app, demo_engine):

@@ -187,8 +187,6 @@ def ray_options_from_args(args: argparse.Namespace) -> RayOptions | None:
         if given:
             raise SoupError(f"{' and '.join(given)} only apply with --ray ADDRESS (try --ray local)")
         return None
-    if getattr(args, "adaptive", False):
-        raise SoupError("--adaptive does not run on Ray yet: leave out --ray, or run a uniform grid on Ray")
     options = RayOptions(
         address=args.ray, workers=args.workers, gpus_per_worker=float(args.gpus_per_worker or 0.0)
     )

@@ -179,6 +179,20 @@ def cli_argv(files, tmp_path, *extra):
     return argv + [f"--adapter={n}={p}" for n, p in adapters.items()] + list(extra)
 
 
+def test_an_adaptive_grid_on_ray_equals_the_local_one(executor, local_soup):
+    from explorer.adaptive_grid import evaluate_adaptive
+    from explorer.evaluation import LocalExecutor
+
+    spec = spec_for(local_soup.names)
+    local = evaluate_adaptive(LocalExecutor(local_soup), spec, budget=9, round_size=2, batch_size=BATCH)
+    spread = evaluate_adaptive(executor, spec, budget=9, round_size=2, batch_size=BATCH)
+    assert len(local["mix"]) == 9  # the lattice's 6 mixes and rounds of new ones
+    np.testing.assert_array_equal(spread["weights"].values, local["weights"].values)
+    assert spread["text"].values.tolist() == local["text"].values.tolist()
+    np.testing.assert_array_equal(spread["score"].values, local["score"].values)
+    assert spread.attrs["adaptive"] == local.attrs["adaptive"]
+
+
 @pytest.mark.parametrize(
     "extra, words",
     [
@@ -238,8 +252,8 @@ def test_ray_options_are_checked_before_anything_loads():
 
     from explorer.options import ray_options_from_args
 
-    args = argparse.Namespace(ray="auto", workers=None, gpus_per_worker=None, adaptive=True)
-    with pytest.raises(SoupError, match="--adaptive does not run on Ray yet"):
+    args = argparse.Namespace(ray=None, workers=2, gpus_per_worker=None)
+    with pytest.raises(SoupError, match="--workers only apply with --ray"):
         ray_options_from_args(args)
     with pytest.raises(SoupError, match="--workers must be a whole number"):
         RayOptions(workers=0)

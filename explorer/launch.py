@@ -40,13 +40,19 @@ def open_soup(options: ModelOptions) -> Soup:
     )
 
 
+# The order of the built-in objectives that adapters are named after: the frontier plot's default
+# axes are the first two objectives (on the demo, its clearest trade-off, concise against readable).
+BUILTIN_ORDER = ("concise", "readable", "positive", "relevant", "nontoxic")
+
+
 def choose_objectives(given: Sequence[Objective], adapter_names: Sequence[str]) -> list[Objective]:
     """The one default rule: the objectives asked for (``--objective``, else the config file's
     ``objectives:``, see ``explorer.options.objective_specs``), else the adapters that are named
-    after built-in objectives (the demo's are)."""
+    after built-in objectives (the demo's are), in ``BUILTIN_ORDER``."""
     if given:
         return list(given)
-    return [get_objective(n) for n in adapter_names if n in BUILTINS]
+    order = [*BUILTIN_ORDER, *(n for n in BUILTINS if n not in BUILTIN_ORDER)]
+    return [get_objective(n) for n in order if n in adapter_names]
 
 
 @dataclass(frozen=True)

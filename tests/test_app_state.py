@@ -389,3 +389,16 @@ def test_a_click_storm_runs_one_generation_at_a_time_and_only_the_newest(engine,
     assert passes == ["Request number 49"]  # the superseded 49 never ran their prompt pass
     assert s.response_for["prompt"] == "Request number 49" and s.response and not s.generating
     s.close(wait=5)
+
+
+def test_the_page_shows_paths_without_the_home_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from explorer.app.engine import shown_path
+
+    (tmp_path / "home" / "work").mkdir(parents=True)
+    monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
+    monkeypatch.chdir(tmp_path / "home" / "work")
+    assert shown_path(tmp_path / "home" / ".cache" / "exports") == "~/.cache/exports"
+    assert shown_path(tmp_path / "home" / "work" / "exports") == "exports"  # under the current folder
+    assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")

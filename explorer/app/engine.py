@@ -130,10 +130,20 @@ class ExportDone:
     zip_path: Path | None  # adapter and lowrank exports only: merged models are never zipped
 
     def summary(self) -> str:
-        text = f"{self.format} written to {self.path} ({self.size_bytes / 1e6:.1f} MB)"
+        text = f"{self.format} written to {shown_path(self.path)} ({self.size_bytes / 1e6:.1f} MB)"
         if self.format == "lowrank":
             text += f"; low-rank relative error {self.error:.3g}"
         return text
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` as the page shows it: relative to the current folder when under it, else with
+    the home folder as ``~`` (a screenshot or a shared screen shows no user name)."""
+    path = Path(path).absolute()
+    for root, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        if path.is_relative_to(root) and path != root:
+            return prefix + str(path.relative_to(root))
+    return str(path)
 
 
 def mix_label(weights: Mapping[str, float]) -> str:

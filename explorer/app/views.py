@@ -21,7 +21,7 @@ from bokeh.models import HoverTool
 from panel.viewable import Viewer
 
 from explorer.app.compare import highlight_differences
-from explorer.app.engine import describe_sampling
+from explorer.app.engine import describe_sampling, shown_path
 from explorer.app.state import MAX_PINS, Session
 from explorer.results import (
     adapter_names,
@@ -722,7 +722,7 @@ class ExportView(Viewer):
         export.on_click(lambda e: s.export())
         export.disabled = s.param.exporting.rx()
         return pn.Column(
-            pn.pane.Markdown(f"### Export\ninto `{s.engine.export_dir}`"),
+            pn.pane.Markdown(f"### Export\ninto `{shown_path(s.engine.export_dir)}`"),
             pn.widgets.Select.from_param(s.param.export_format, name="Format"),
             pn.widgets.IntInput.from_param(s.param.export_rank, name="Rank (lowrank)"),
             export,

@@ -23,6 +23,7 @@ from explorer.choose import (
     pick_knee,
     pick_preference,
 )
+from explorer.errors import SoupError
 from explorer.grid_cli import check_output_path
 from explorer.mix import mix_label, parse_weights
 from explorer.objectives import MAXIMIZE
@@ -60,6 +61,13 @@ def add_pick_args(p: argparse.ArgumentParser) -> None:
         "(conservative)",
     )
     p.add_argument(
+        "--aspiration",
+        metavar="OBJECTIVE=LEVEL,...",
+        help="with --prefer: the levels to aim at, in each objective's units, e.g. concise=60 (a mix "
+        "that reaches a level is not pushed further on it); objectives left out aim at the front's "
+        "ideal",
+    )
+    p.add_argument(
         "--knee-method",
         choices=KNEE_METHODS,
         default="tradeoff",
@@ -74,12 +82,15 @@ def cmd_pick(args: argparse.Namespace) -> int:
     for text in args.where:
         parse_constraint(text)
     preferences = parse_weights(args.prefer, flag="--prefer") if args.prefer is not None else None
+    aspiration = parse_weights(args.aspiration, flag="--aspiration") if args.aspiration else None
+    if aspiration is not None and preferences is None:
+        raise SoupError("--aspiration goes with --prefer: give the preference weights too")
     out = check_output_path(args.out, example="choice.json") if args.out else None
 
     measured = Measured.from_dataset(load_results(args.frontier))
     rule = {"where": args.where, "bound": args.bound}
     if preferences is not None:
-        choice = pick_preference(measured, preferences, **rule)
+        choice = pick_preference(measured, preferences, aspiration=aspiration, **rule)
     elif args.knee:
         choice = pick_knee(measured, method=args.knee_method, **rule)
     else:

@@ -48,6 +48,14 @@ def test_preference_and_knee(front, capsys):
         "mix 1: positive=0.75, concise=0.25" in printed
         and "preferences positive=0.75, concise=0.25" in printed
     )
+    argv = ["pick", "--frontier", str(front), "--prefer", "positive=1,concise=1"]
+    assert main([*argv, "--aspiration", "positive=0.9,concise=60"]) == 0  # 60 words are enough
+    printed = capsys.readouterr().out
+    assert (
+        "mix 1: positive=0.75, concise=0.25" in printed and "aspiration positive=0.9, concise=60" in printed
+    )
+    assert main(["pick", "--frontier", str(front), "--knee", "--aspiration", "concise=60"]) == 2
+    assert "--aspiration goes with --prefer" in capsys.readouterr().err
     assert main(["pick", "--frontier", str(front), "--knee"]) == 0
     printed = capsys.readouterr().out
     assert "mix 2: " in printed and "knee of the front" in printed

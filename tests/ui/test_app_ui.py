@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import uuid
 import zipfile
@@ -104,11 +105,13 @@ def star_position(page):
 
 
 def grid_point_on_screen(page, index):
-    """Screen coordinates of frontier point ``index``, from the Bokeh view's own scales."""
+    """Screen coordinates of frontier point ``index``, from the Bokeh view's own scales (the grid
+    mixes' renderer is the one with both a ``mix`` and a ``pareto`` column: not the pins, the
+    current mix, the chosen ring or the simplex plot)."""
     return page.evaluate(
         """(index) => {
         for (const doc of Bokeh.documents) for (const m of doc.all_models) {
-            if (m.type === 'GlyphRenderer' && m.glyph.type === 'Scatter' && 'mix' in m.data_source.data) {
+            if (m.type === 'GlyphRenderer' && m.glyph.type === 'Scatter' && 'pareto' in m.data_source.data && 'mix' in m.data_source.data) {
                 const view = Bokeh.index.find_one(m);
                 const d = m.data_source.data;
                 const sx = view.coordinates.x_scale.compute(d[m.glyph.x.field][index]);
@@ -165,12 +168,15 @@ def test_clicking_a_frontier_point_loads_its_weights(page, app, demo_engine):
     demo_engine.wait_grid(600)
     explorer = open_app(page, app)
     ds = explorer.session.results
-    index = 1
     page.locator(".frontier-plot").scroll_into_view_if_needed()
+    # a point no other mix shares (two mixes with the same responses share one spot on the plot)
+    spots = [tuple(grid_point_on_screen(page, i)) for i in range(len(ds["mix"]))]
+    index = next(i for i in range(1, len(spots)) if spots.count(spots[i]) == 1)
     expected = dict(zip(map(str, ds["adapter"].values), ds["weights"].values[index].tolist(), strict=True))
 
     def clicked():
         x, y = grid_point_on_screen(page, index)
+        assert math.isfinite(x) and math.isfinite(y), (x, y)
         page.mouse.click(x, y)
         page.wait_for_timeout(2000)
         return explorer.session.weights == pytest.approx(expected)

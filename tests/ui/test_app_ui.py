@@ -160,7 +160,9 @@ def test_moving_a_slider_streams_a_new_response_and_moves_the_marker(page, app, 
         lambda: page.locator(".response-text").inner_text().strip() == expected.strip(), page, timeout=TIMEOUT
     )
     wait_until(lambda: star_position(page) not in (None, first_star), page, timeout=TIMEOUT)
-    assert "first token after" in page.locator(".response-status").inner_text()
+    wait_until(
+        lambda: "first token after" in page.locator(".response-status").inner_text(), page, timeout=TIMEOUT
+    )
 
 
 def test_clicking_a_frontier_point_loads_its_weights(page, app, demo_engine):
@@ -257,7 +259,9 @@ def test_a_partial_front_says_partial(page, app, demo_engine):
     done, total = map(int, re.search(r"Partial: (\d+)/(\d+) rows", status.inner_text()).groups())
     assert 0 < done < total  # cancelled after its first chunk of 7 (or a later one)
     assert "3 tokens, greedy" in status.inner_text()  # the settings of the front shown
-    assert "partial grid" in page.locator(".grid-hypervolume").inner_text()
+    wait_until(
+        lambda: "partial grid" in page.locator(".grid-hypervolume").inner_text(), page, timeout=TIMEOUT
+    )
 
 
 def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, demo_engine, tmp_path):
@@ -270,7 +274,8 @@ def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, demo_engine, 
     link = page.get_by_role("button", name="Download")  # a zip named after the mix
     wait_until(lambda: link.count() == 1, page, timeout=TIMEOUT)
     assert "adapter.zip" in link.inner_text() and "concise" in link.inner_text()
-    assert str(demo_engine.export_dir) in page.locator(".export-status").inner_text()
+    status = page.locator(".export-status")
+    wait_until(lambda: str(demo_engine.export_dir) in status.inner_text(), page, timeout=TIMEOUT)
     with page.expect_download(timeout=TIMEOUT) as info:
         link.click()
     data = info.value.path().read_bytes()
@@ -385,7 +390,7 @@ def test_simplex_toggle_regenerates_and_pins_show_their_prompt(page, app, demo_e
     on_page(s, lambda: setattr(s, "prompt", "Name three colours."))
     prompts = page.locator(".pin-prompt")
     wait_until(lambda: page.locator(".pin-other-prompt").count() == 2, page, timeout=TIMEOUT)
-    assert "Give me one tip" in prompts.nth(0).inner_text()
+    wait_until(lambda: "Give me one tip" in prompts.nth(0).inner_text(), page, timeout=TIMEOUT)
 
 
 def test_two_sessions_with_different_grid_settings_keep_their_own_fronts(browser, app, demo_engine):

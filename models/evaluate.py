@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.train import LOOP_DISTINCT2, distinct2
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "evaluation.json"
 
@@ -100,7 +102,15 @@ def main(args: argparse.Namespace) -> dict:
     from explorer.soup import Soup
 
     prompts = read_prompts(HELDOUT)[: args.prompts]
-    soup = Soup.load(demo_base(), demo_adapters(), device=args.device)
+    adapters = demo_adapters()
+    for spec in args.adapter or []:  # NAME=DIR: evaluate a candidate adapter in place of the demo's
+        name, _, folder = spec.partition("=")
+        if name not in adapters or not Path(folder, "adapter_config.json").is_file():
+            raise SystemExit(
+                f"--adapter {spec}: give NAME=DIR, NAME one of {sorted(adapters)}, DIR a PEFT adapter"
+            )
+        adapters[name] = folder
+    soup = Soup.load(demo_base(), adapters, device=args.device)
     names = list(soup.names)
     pairs = [tuple(p.split(",")) for p in (args.pair or [])] or [
         (a, b) for i, a in enumerate(names) for b in names[i + 1 :]
@@ -175,6 +185,7 @@ def main(args: argparse.Namespace) -> dict:
             "distinct2": distinct2_corpus(list(texts[k])),
             "relevance": float(np.nanmean(scores["relevant"][k])),
             "empty": int(sum(not t.strip() for t in texts[k])),
+            "looping": int(sum(distinct2(t) < LOOP_DISTINCT2 for t in texts[k])),
             "mean_words": float(np.mean([len(t.split()) for t in texts[k]])),
         }
     base_fl = report["fluency"]["base"]
@@ -202,7 +213,8 @@ def main(args: argparse.Namespace) -> dict:
             }
         )
 
-    OUT.write_text(json.dumps(report, indent=1, default=float))
+    report["adapters"] = {n: str(Path(f).resolve().relative_to(HERE.parent)) for n, f in adapters.items()}
+    Path(args.out).write_text(json.dumps(report, indent=1, default=float))
     print_tables(report)
     return report
 
@@ -218,13 +230,15 @@ def print_tables(report: dict) -> None:
             f"| {n} ({e['direction']}) | {e['base_mean']:.3g} | {e['adapter_mean']:.3g} | "
             f"{m:.3g} [{lo:.3g}, {hi:.3g}] | {ms:.2f} [{los:.2f}, {his:.2f}] |"
         )
-    print("\n| mix | perplexity under base | ratio | distinct-2 | ratio | relevance | drop | empty | words |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| mix | perplexity under base | ratio | distinct-2 | ratio | relevance | drop | empty | looping | words |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n, f in report["fluency"].items():
         print(
             f"| {n} | {f['perplexity_under_base']:.2f} | {f.get('perplexity_ratio', 1):.2f} | {f['distinct2']:.3f} | "
             f"{f.get('distinct2_ratio', 1):.2f} | {f['relevance']:.3f} | {f.get('relevance_drop', 0):+.3f} | "
-            f"{f['empty']} | {f['mean_words']:.1f} |"
+            f"{f['empty']} | {f.get('looping', '')} | {f['mean_words']:.1f} |"
         )
     for s in report["sweeps"]:
         a, b = s["pair"]
@@ -245,6 +259,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--examples", type=int, default=3, help="examples per adapter in the report")
     p.add_argument("--device", default=None)
+    p.add_argument(
+        "--adapter", action="append", help="NAME=DIR: evaluate this adapter in place of the demo's NAME"
+    )
+    p.add_argument("--out", default=str(OUT), help=f"the report (default {OUT.relative_to(HERE.parent)})")
     return p
 
 

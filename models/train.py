@@ -83,12 +83,18 @@ class Recipe:
     round: int = 1
     init_adapter_sha256: str = ""  # the previous round's adapter_model.safetensors
     policy_samples_per_hint: dict = field(default_factory=dict)
+    policy_temperature: float | None = None  # None: ``temperature``; 0: greedy (the app's decoding)
     policy_candidates_sha256: str = ""
     previous_rounds: list = field(default_factory=list)  # earlier rounds' recipes, without their own history
     # pairs
     min_words: int = 15
     min_margin: float = 0.0  # filled per objective from MARGINS
     relevance_slack: float = 0.05  # chosen's relevance >= the prompt's median candidate relevance - slack
+    # chosen's words >= this x the prompt's median candidate words (not for concise; 0: no guard)
+    min_length_ratio: float = 0.0
+    # a later round: reject the adapter's own looping sample (distinct-2 < LOOP_DISTINCT2) when it
+    # has one, whatever its score (no margin), else its worst-scoring one
+    reject_loops: bool = False
     pairs: int = 0
     pairs_sha256: str = ""
     chosen_mean_score: float = 0.0
@@ -158,12 +164,14 @@ def sample_candidates(
         enc = encode_prompts(tokenizer, [p + recipe.hints[h] for p, h, _ in batch])
         torch.manual_seed(recipe.sample_seed + start)
         with torch.inference_mode():
+            sampling = (
+                {"do_sample": True, "temperature": recipe.temperature, "top_p": recipe.top_p, "top_k": 0}
+                if recipe.temperature > 0
+                else {"do_sample": False}  # greedy: the app's default decoding
+            )
             gen = model.generate(
                 **{k: v.to(device) for k, v in enc.items()},
-                do_sample=True,
-                temperature=recipe.temperature,
-                top_p=recipe.top_p,
-                top_k=0,
+                **sampling,
                 max_new_tokens=recipe.max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=eos,
@@ -263,15 +271,32 @@ def annotated(candidates: list[dict], candidates_sha256: str) -> list[dict]:
     return candidates
 
 
-def guarded(c: dict, objective: str, median_relevance: float, recipe: Recipe) -> bool:
+# A response whose own distinct-2 is below this repeats phrases: never chosen, and rejected first
+# by a round with ``reject_loops``.
+LOOP_DISTINCT2 = 0.8
+
+
+def guarded(
+    c: dict, objective: str, median_relevance: float, recipe: Recipe, median_words: float = 0.0
+) -> bool:
     """Whether a candidate may be *chosen*: the guards against reward hacking (see the docstring)."""
     import math
 
-    if c["words"] < recipe.min_words or c["distinct2"] < 0.8 or c["response"].count("!") > 2:
+    if c["words"] < recipe.min_words or c["distinct2"] < LOOP_DISTINCT2 or c["response"].count("!") > 2:
         return False
     if math.isnan(c[objective]) or c["relevant"] < median_relevance - recipe.relevance_slack:
         return False
-    return not (objective == "concise" and not c["finished"])
+    if objective == "concise":
+        return bool(c["finished"])
+    return c["words"] >= recipe.min_length_ratio * median_words
+
+
+def worst(scored: list[dict], name: str, sign: float, recipe: Recipe) -> tuple[dict, bool]:
+    """The candidate to reject and whether it was taken for looping (see ``Recipe.reject_loops``)."""
+    loops = [c for c in scored if c["distinct2"] < LOOP_DISTINCT2] if recipe.reject_loops else []
+    if loops:
+        return min(loops, key=lambda c: c["distinct2"]), True
+    return min(scored, key=lambda c: sign * c[name]), False
 
 
 def make_pairs(
@@ -291,7 +316,8 @@ def make_pairs(
     name, sign = objective.name, objective.sign
     for prompt, group in by_prompt.items():
         median_rel = float(np.median([c["relevant"] for c in group]))
-        ok = [c for c in group if guarded(c, name, median_rel, recipe)]
+        median_words = float(np.median([c["words"] for c in group]))
+        ok = [c for c in group if guarded(c, name, median_rel, recipe, median_words)]
         scored = [
             c
             for c in group
@@ -300,8 +326,8 @@ def make_pairs(
         if not ok or not scored:
             continue
         chosen = max(ok, key=lambda c: sign * c[name])
-        rejected = min(scored, key=lambda c: sign * c[name])
-        if sign * (chosen[name] - rejected[name]) >= recipe.min_margin:
+        rejected, looping = worst(scored, name, sign, recipe)
+        if looping or sign * (chosen[name] - rejected[name]) >= recipe.min_margin:
             pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     return pairs
 
@@ -425,9 +451,24 @@ def adapters_dir() -> Path:
     return Path(demo.DEMO_ADAPTERS)
 
 
-# Rounds of the demo's recipe per objective (``--rounds`` overrides): iterated DPO for positive,
-# whose first round moved its objective by 0.65 base SDs only.
-ROUNDS = {"positive": 2}
+# The demo's recipe: per objective, the settings of each round that differ from ``Recipe``'s
+# defaults (``--rounds`` overrides the number of rounds). Iterated DPO for positive, whose first
+# round moved its objective by 0.65 base SDs only; its second round taught it shorter answers
+# (55.6 words vs the base's 99.5), so the third one keeps chosen answers at least half the
+# prompt's median candidate length. readable's single round looped under greedy decoding
+# ("I'm happy. I'm happy. ..." scores a high reading ease; corpus distinct-2 0.72x the base's),
+# so its second round samples the adapter greedily and rejects its loops.
+DEMO_ROUNDS: dict[str, list[dict]] = {
+    "positive": [{}, {}, {"min_length_ratio": 0.5, "reject_loops": True}],
+    "readable": [
+        {},
+        {
+            "policy_samples_per_hint": {"plain": 1, "readable": 1},
+            "policy_temperature": 0.0,
+            "reject_loops": True,
+        },
+    ],
+}
 
 
 def main(args: argparse.Namespace) -> None:
@@ -437,7 +478,7 @@ def main(args: argparse.Namespace) -> None:
     prompts = read_prompts(PROMPTS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for name in args.objective:
-        rounds = args.rounds or (1 if args.init else ROUNDS.get(name, 1))
+        rounds = args.rounds or (1 if args.init else len(DEMO_ROUNDS.get(name, [{}])))
         init = Path(args.init) if args.init else None
         out = Path(args.out) / name if args.out else adapters_dir() / name
         for k in range(rounds):  # earlier rounds go to the cache, the last one to ``out``
@@ -470,6 +511,9 @@ def train_round(
     if epochs:
         recipe.epochs = epochs
     init = start_round(recipe, init) if init is not None else None
+    settings = DEMO_ROUNDS.get(name, [])
+    for key, value in (settings[recipe.round - 1] if recipe.round <= len(settings) else {}).items():
+        setattr(recipe, key, value)
     candidates, recipe.sampling_wall_time_s = cached_candidates(prompts, recipe, device)
     recipe.sampling_wall_time_s = round(recipe.sampling_wall_time_s, 1)
     recipe.candidates_sha256 = sha256_text(json.dumps(candidates, sort_keys=True))
@@ -482,6 +526,9 @@ def train_round(
             recipe,
             samples_per_hint=recipe.policy_samples_per_hint,
             sample_seed=recipe.sample_seed + recipe.round,
+            temperature=recipe.temperature
+            if recipe.policy_temperature is None
+            else recipe.policy_temperature,
         )
         own, took = cached_candidates(prompts, policy_recipe, device, adapter=init)
         recipe.policy_sampling_wall_time_s = round(took, 1)

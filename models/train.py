@@ -1,6 +1,6 @@
 """Train one LoRA adapter per objective on the demo base with DPO (TRL) on best-vs-worst-of-n pairs.
 
-    python -m models.train --objective positive      # one command per adapter (2 rounds, below)
+    python -m models.train --objective positive      # one command per adapter (3 rounds, below)
     python -m models.train --objective concise
     python -m models.train --objective readable
 
@@ -19,13 +19,15 @@
 4. Write explorer's demo adapter folder for the objective (PEFT format, safetensors) and its
    ``recipe.yaml``: method, data hashes, seeds, steps, library versions, wall time.
 
-Iterated DPO: the demo's ``positive`` takes two rounds (``ROUNDS``; ``--rounds N`` for another
-number; the earlier rounds are written to models/.cache). ``--init ADAPTER`` runs one more round
-from a trained adapter (its own recipe says which round it is). A round after the first samples
-``policy_samples_per_hint`` new candidates per prompt from the base *with that adapter*
-(on-policy), pairs the best guarded candidate of all rounds against the worst of the adapter's
-own samples, and goes on training the adapter's LoRA (the reference is the previous round's
-adapter, TRL's frozen "ref" copy; the adapter written is still one delta on the base)::
+Iterated DPO: the demo's ``positive`` takes three rounds and ``readable`` two (``DEMO_ROUNDS``
+says what each round changes; ``--rounds N`` for another number; the earlier rounds are written
+to models/.cache). ``--init ADAPTER`` runs one more round from a trained adapter (its own recipe
+says which round it is). A round after the first samples ``policy_samples_per_hint`` new
+candidates per prompt from the base *with that adapter* (on-policy), pairs the best guarded
+candidate of all rounds against the worst of the adapter's own samples (with ``reject_loops``,
+its loopiest sample when it has one), and goes on training the adapter's LoRA (the reference is
+the previous round's adapter, TRL's frozen "ref" copy; the adapter written is still one delta on
+the base)::
 
     python -m models.train --objective positive --init explorer/data/adapters/positive
 
@@ -457,7 +459,9 @@ def adapters_dir() -> Path:
 # (55.6 words vs the base's 99.5), so the third one keeps chosen answers at least half the
 # prompt's median candidate length. readable's single round looped under greedy decoding
 # ("I'm happy. I'm happy. ..." scores a high reading ease; corpus distinct-2 0.72x the base's),
-# so its second round samples the adapter greedily and rejects its loops.
+# so its second round samples the adapter greedily and rejects its loops (which cost reading ease:
+# 0.95 base SDs); the third samples the loop-free adapter with the hints (a proposal distribution
+# above the base's) to raise the chosen answers' ease again, still rejecting loops first.
 DEMO_ROUNDS: dict[str, list[dict]] = {
     "positive": [{}, {}, {"min_length_ratio": 0.5, "reject_loops": True}],
     "readable": [
@@ -467,6 +471,7 @@ DEMO_ROUNDS: dict[str, list[dict]] = {
             "policy_temperature": 0.0,
             "reject_loops": True,
         },
+        {"reject_loops": True, "epochs": 1},
     ],
 }
 
@@ -508,12 +513,12 @@ def train_round(
         threads=torch.get_num_threads(),
         versions=versions(),
     )
-    if epochs:
-        recipe.epochs = epochs
     init = start_round(recipe, init) if init is not None else None
     settings = DEMO_ROUNDS.get(name, [])
     for key, value in (settings[recipe.round - 1] if recipe.round <= len(settings) else {}).items():
         setattr(recipe, key, value)
+    if epochs:
+        recipe.epochs = epochs
     candidates, recipe.sampling_wall_time_s = cached_candidates(prompts, recipe, device)
     recipe.sampling_wall_time_s = round(recipe.sampling_wall_time_s, 1)
     recipe.candidates_sha256 = sha256_text(json.dumps(candidates, sort_keys=True))
@@ -614,8 +619,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--rounds",
         type=int,
         default=None,
-        help="DPO rounds in this command (default: the demo's recipe, 2 for positive and 1 for the "
-        "others; 1 with --init)",
+        help="DPO rounds in this command (default: the demo's recipe, 3 for positive, 2 for readable, 1 for "
+        "concise; 1 with --init)",
     )
     p.add_argument(
         "--init",

@@ -314,7 +314,7 @@ def test_shared_engine_loads_once_per_options_with_the_cli_objective_rule(llama_
     try:
         assert shared_engine(options, app) is first  # one model per process for the same options
         # no --objective: the adapters named after built-in objectives, as in the CLI
-        assert [o.name for o in first.objectives] == ["concise", "positive"]
+        assert [o.name for o in first.objectives] == ["positive", "concise"]  # in BUILTIN_ORDER
         assert first.prompts == ["Why is the sky blue?", "Write a story", "Review the phone"]
         assert first.grid_prompts == first.prompts[:2]
         other = shared_engine(

@@ -77,7 +77,7 @@ def test_generate_from_the_command_line(llama_files, capsys):
     out = capsys.readouterr().out
     assert "[helpful=1, concise=0, positive=0] Why is the sky blue?" in out
     assert "[helpful=0, concise=0.5, positive=0.5]" in out
-    assert out.count("scores: concise=") == 2 and "  positive=" in out  # adapters named after built-ins
+    assert out.count("scores: positive=") == 2 and "  concise=" in out  # adapters named after built-ins
 
 
 def test_objectives_from_config_file(llama_files, tmp_path, capsys):

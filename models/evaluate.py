@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.train import LOOP_DISTINCT2, distinct2
+from models.train import LOOP_DISTINCT2, distinct2, word_bigrams
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "evaluation.json"
@@ -37,9 +37,16 @@ def label(mix: dict[str, float]) -> str:
     return ", ".join(f"{n}={w:g}" for n, w in mix.items() if w) or "base"
 
 
+def report_path(folder: str) -> str:
+    """``folder`` relative to the checkout when it is inside it (the report names no machine
+    path), else absolute."""
+    path = Path(folder).resolve()
+    return str(path.relative_to(HERE.parent)) if path.is_relative_to(HERE.parent) else str(path)
+
+
 def distinct2_corpus(texts: list[str]) -> float:
     """Distinct bigrams / all bigrams over every response (Li et al., 2016)."""
-    bigrams = [bg for t in texts for bg in zip(t.lower().split(), t.lower().split()[1:], strict=False)]
+    bigrams = [bg for t in texts for bg in word_bigrams(t)]
     return len(set(bigrams)) / len(bigrams) if bigrams else float("nan")
 
 
@@ -110,6 +117,7 @@ def main(args: argparse.Namespace) -> dict:
                 f"--adapter {spec}: give NAME=DIR, NAME one of {sorted(adapters)}, DIR a PEFT adapter"
             )
         adapters[name] = folder
+    named = {n: report_path(f) for n, f in adapters.items()}  # before the long run, not after it
     soup = Soup.load(demo_base(), adapters, device=args.device)
     names = list(soup.names)
     pairs = [tuple(p.split(",")) for p in (args.pair or [])] or [
@@ -213,7 +221,7 @@ def main(args: argparse.Namespace) -> dict:
             }
         )
 
-    report["adapters"] = {n: str(Path(f).resolve().relative_to(HERE.parent)) for n, f in adapters.items()}
+    report["adapters"] = named
     Path(args.out).write_text(json.dumps(report, indent=1, default=float))
     print_tables(report)
     return report

@@ -161,16 +161,16 @@ def sample_candidates(
     out = [json.loads(line) for line in journal.read_text().splitlines()] if journal.is_file() else []
     out = out[: len(out) - len(out) % recipe.sample_batch_size]
     journal.write_text("".join(json.dumps(c) + "\n" for c in out))
+    sampling = (
+        {"do_sample": True, "temperature": recipe.temperature, "top_p": recipe.top_p, "top_k": 0}
+        if recipe.temperature > 0
+        else {"do_sample": False}  # greedy: the app's default decoding
+    )
     for start in range(len(out), len(rows), recipe.sample_batch_size):
         batch = rows[start : start + recipe.sample_batch_size]
         enc = encode_prompts(tokenizer, [p + recipe.hints[h] for p, h, _ in batch])
         torch.manual_seed(recipe.sample_seed + start)
         with torch.inference_mode():
-            sampling = (
-                {"do_sample": True, "temperature": recipe.temperature, "top_p": recipe.top_p, "top_k": 0}
-                if recipe.temperature > 0
-                else {"do_sample": False}  # greedy: the app's default decoding
-            )
             gen = model.generate(
                 **{k: v.to(device) for k, v in enc.items()},
                 **sampling,
@@ -234,10 +234,15 @@ def cached_candidates(
     return candidates, time.time() - start
 
 
+def word_bigrams(text: str) -> list[tuple[str, str]]:
+    """The pairs of consecutive lower-cased words of ``text`` (distinct-2 counts these)."""
+    words = text.lower().split()
+    return list(zip(words, words[1:], strict=False))
+
+
 def distinct2(text: str) -> float:
     """Distinct bigrams / bigrams of the response's words (1.0 for fewer than two words)."""
-    words = text.lower().split()
-    bigrams = list(zip(words, words[1:], strict=False))
+    bigrams = word_bigrams(text)
     return len(set(bigrams)) / len(bigrams) if bigrams else 1.0
 
 

@@ -24,13 +24,10 @@ from explorer.errors import SoupError
 from explorer.grid import GridSpec
 from explorer.results import done_mask, empty_results, fill_rows, summarize
 from explorer.sampling import check_prompt_lengths, generate, prompt_lengths
+from explorer.scheduler import Cancelled, Priority, Scheduler
 from explorer.soup import Soup
 
 Row = tuple[int, int, int]  # (mix, prompt, sample)
-
-
-class Cancelled(Exception):
-    """Raised inside generation when the run's cancel event is set."""
 
 
 @dataclass(frozen=True)
@@ -103,18 +100,30 @@ class ChunkResult:
 
 
 def run_chunk(
-    soup: Soup, spec: GridSpec, chunk: Sequence[Row], stop: StoppingCriteriaList | None = None
+    soup: Soup,
+    spec: GridSpec,
+    chunk: Sequence[Row],
+    stop: StoppingCriteriaList | None = None,
+    *,
+    scheduler: Scheduler | None = None,
+    priority: int = Priority.GRID,
+    cancel: threading.Event | None = None,
 ) -> ChunkResult:
-    """Generate the rows ``chunk`` of ``spec`` as one batch and score them by every objective."""
+    """Generate the rows ``chunk`` of ``spec`` as one batch and score them by every objective.
+
+    With a ``scheduler`` the rows are its requests of ``priority`` (batched with whatever else it
+    runs; ``cancel`` stops them and raises ``Cancelled``), else one ``generate`` call."""
     prompts = [spec.prompts[p] for _, p, _ in chunk]
-    out = generate(
-        soup,
-        prompts,
-        torch.as_tensor(np.asarray(spec.mixes)[[mi for mi, _, _ in chunk]]),
-        config=spec.sampling,
-        sample_ids=[si for _, _, si in chunk],
-        stopping_criteria=stop,
-    )
+    weights = torch.as_tensor(np.asarray(spec.mixes)[[mi for mi, _, _ in chunk]])
+    sample_ids = [si for _, _, si in chunk]
+    if scheduler is not None:
+        out = scheduler.generate(
+            prompts, weights, config=spec.sampling, sample_ids=sample_ids, priority=priority, cancel=cancel
+        )
+    else:
+        out = generate(
+            soup, prompts, weights, config=spec.sampling, sample_ids=sample_ids, stopping_criteria=stop
+        )
     scores = np.stack([o.score(prompts, out.texts) for o in spec.objectives], axis=1)  # (rows, K)
     return ChunkResult(
         list(out.texts), [len(t) for t in out.token_ids], [bool(f) for f in out.finished], scores
@@ -153,12 +162,21 @@ class ChunkExecutor(Protocol):
 
 
 class LocalExecutor:
-    """Runs the chunks one after the other on a soup in this process."""
+    """Runs the chunks one after the other on a soup in this process: through ``generate``, or
+    as requests of ``priority`` to the ``scheduler`` that owns the soup (the app's)."""
 
-    def __init__(self, soup: Soup, stopping_criteria: Sequence[StoppingCriteria] = ()):
+    def __init__(
+        self,
+        soup: Soup,
+        stopping_criteria: Sequence[StoppingCriteria] = (),
+        *,
+        scheduler: Scheduler | None = None,
+        priority: int = Priority.GRID,
+    ):
         self.soup = soup
         self.names = soup.names
         self.extra = list(stopping_criteria)  # run at every decode step, after the cancel check
+        self.scheduler, self.priority = scheduler, priority
 
     def fingerprint(self) -> dict:
         return soup_fingerprint(self.soup)
@@ -184,7 +202,15 @@ class LocalExecutor:
             if cancel is not None and cancel.is_set():
                 return
             try:
-                result = run_chunk(self.soup, spec, chunk, stop or None)
+                result = run_chunk(
+                    self.soup,
+                    spec,
+                    chunk,
+                    stop or None,
+                    scheduler=self.scheduler,
+                    priority=self.priority,
+                    cancel=cancel,
+                )
             except Cancelled:
                 return
             yield c, result
@@ -199,6 +225,8 @@ def evaluate_grid(
     cancel: threading.Event | None = None,
     on_chunk: Callable[[xr.Dataset, Progress], None] | None = None,
     stopping_criteria: Sequence[StoppingCriteria] = (),
+    scheduler: Scheduler | None = None,
+    priority: int = Priority.GRID,
 ) -> xr.Dataset:
     """Generate and score every (mix, prompt, sample) of ``spec``; returns the summarized dataset.
 
@@ -207,10 +235,11 @@ def evaluate_grid(
     within one generation step; the chunks finished so far are kept (on disk with ``cache``),
     and the returned dataset has ``attrs["complete"] == 0``. ``on_chunk(partial, progress)``
     is called after every chunk with the summarized partial results. ``stopping_criteria`` run at
-    every decode step of a chunk (the app lets interactive requests go first there).
+    every decode step of a chunk. With a ``scheduler`` (the app's) the rows are its requests of
+    ``priority``: they share batches with other requests and give way to more urgent ones.
     """
     return run_grid(
-        LocalExecutor(soup, stopping_criteria),
+        LocalExecutor(soup, stopping_criteria, scheduler=scheduler, priority=priority),
         spec,
         batch_size=batch_size,
         cache=cache,

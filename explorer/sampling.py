@@ -12,7 +12,7 @@ on the CPU or a GPU up to the logits' own numerics.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -71,12 +71,16 @@ def prompt_key(prompt: str) -> int:
     return zlib.crc32(prompt.encode("utf-8"))
 
 
-def gumbel_noise(row_keys: torch.Tensor, step: int, vocab: int, *, device=None) -> torch.Tensor:
+def gumbel_noise(
+    row_keys: torch.Tensor, step: int | torch.Tensor, vocab: int, *, device=None
+) -> torch.Tensor:
     """Gumbel(0, 1) noise (B, V), float32, a pure function of each row's key, the step and the token id.
 
-    ``row_keys`` (B,) int64 already mixes the seed, the prompt and the sample index.
+    ``row_keys`` (B,) int64 already mixes the seed, the prompt and the sample index; ``step`` is
+    one step for every row, or (B,) int64 steps, one per row (rows of a continuous batch).
     """
-    step_key = _hash32(row_keys.to(device) ^ _hash32(torch.tensor(step + 0x9E3779B9, device=device)))  # (B,)
+    steps = torch.as_tensor(step, dtype=torch.int64, device=device)
+    step_key = _hash32(row_keys.to(device) ^ _hash32(steps + 0x9E3779B9))  # (B,)
     tokens = torch.arange(vocab, device=device, dtype=torch.int64)  # (V,)
     bits = _hash32(step_key[:, None] ^ _hash32(tokens + 0x632BE5AB)[None, :])  # (B, V)
     u = (bits.to(torch.float64) + 0.5) / 2.0**32  # uniform in (0, 1), never 0 or 1
@@ -116,6 +120,32 @@ def logits_processors(
     return LogitsProcessorList(procs)
 
 
+def next_tokens(
+    logits: torch.Tensor, configs: Sequence[SamplingConfig], keys: torch.Tensor, steps: torch.Tensor
+) -> torch.Tensor:
+    """The next token of each row of a batch whose rows decode in their own ways: (B,) int64.
+
+    ``logits`` (B, V) float32 are each row's last-position logits, ``configs[b]`` row b's decoding,
+    ``keys`` (B,) int64 its ``row_keys`` and ``steps`` (B,) int64 how many tokens it generated
+    before this one. Greedy rows take the argmax; sampled rows go through temperature, top-p and
+    the keyed Gumbel noise exactly as ``logits_processors`` does for ``generate``, so a row draws
+    the same token whatever else shares its batch.
+    """
+    tokens = logits.argmax(dim=-1)  # (B,)
+    groups: dict[tuple[float, float], list[int]] = {}
+    for b, config in enumerate(configs):
+        if not config.greedy:
+            groups.setdefault((config.temperature, config.top_p), []).append(b)
+    for (temperature, top_p), rows in groups.items():
+        index = torch.tensor(rows, device=logits.device)
+        scores = TemperatureLogitsWarper(temperature)(None, logits.index_select(0, index))  # type: ignore[arg-type]
+        if top_p < 1:
+            scores = TopPLogitsWarper(top_p)(None, scores)  # type: ignore[arg-type]
+        noise = gumbel_noise(keys[rows], steps[rows].to(logits.device), logits.shape[-1], device=logits.device)
+        tokens[index] = (scores.float() + noise).argmax(dim=-1)
+    return tokens
+
+
 @dataclass(frozen=True)
 class Generations:
     """The result of one batched generation, one entry per row."""
@@ -152,6 +182,25 @@ def encode_prompts(tokenizer, prompts: Sequence[str], *, chat: bool = True) -> d
     tokenizer.padding_side = "left"
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def encode_messages(tokenizer, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    """The token ids of a chat (``[{"role": "user", "content": "..."}, ...]``) followed by the
+    generation prompt, as ``encode_prompts`` encodes a one-turn chat; without a chat template the
+    turns' contents are joined by blank lines."""
+    if not messages:
+        raise SoupError("no messages given: give at least one message with a role and a content")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or not isinstance(m.get("content"), str) or not m.get("role"):
+            raise SoupError(f"message {i} must have a 'role' and a text 'content', got {m!r}")
+    if not any(m["content"].strip() for m in messages):
+        raise SoupError("every message is empty: write a request for the model to answer")
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"])
 
 
 def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
@@ -213,7 +262,8 @@ def generate(
     ``config`` sets greedy or paired sampling (``max_new_tokens`` overrides its length);
     ``sample_ids[b]`` (default 0) picks which of a prompt's samples row b is. Rows stop at EOS
     or after ``max_new_tokens`` tokens. ``streamer`` and ``stopping_criteria`` are passed to
-    Hugging Face ``generate``. The soup's lock is held throughout.
+    Hugging Face ``generate``. The mix is this thread's (``Soup.mixed``): other threads may run
+    the soup meanwhile with their own mixes.
     """
     config = config or SamplingConfig()
     if max_new_tokens is not None:
@@ -236,7 +286,7 @@ def generate(
         pad_token_id=soup.tokenizer.pad_token_id,
     )
     processors = logits_processors(prompts, sample_ids, config, enc["input_ids"].shape[1])
-    with soup.lock, soup.mixed(w), torch.inference_mode():
+    with soup.mixed(w), torch.inference_mode():
         out = soup.model.generate(
             **{k: v.to(soup.device) for k, v in enc.items()},
             generation_config=hf_config,

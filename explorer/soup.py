@@ -14,6 +14,11 @@ i's r_i slots, and the module computes
 which is exactly the rewarded soup W(w_b). Changing the weights rewrites the gates only
 (a few tiny tensors, independent of model size); nothing is merged. The base model is left
 untouched: the low-rank path is a forward hook on each target module, removed by ``close()``.
+
+The mix travels with the call: ``with soup.mixed(w): soup.model(...)`` sets the gates for the
+forward passes of *this thread* only, so several threads (the scheduler, a CLI call, a test) can
+run the model at once, each with its own mixes, and nothing is locked. ``set_weights`` sets the
+default mix that a thread outside any ``mixed`` block computes.
 The stacked factors of each module are a ``explorer.layer.StackedLora``; this file wires them
 into the model and keeps the gates.
 """
@@ -54,8 +59,8 @@ def module_shape(module: nn.Module) -> tuple[int, int] | None:
 class Soup:
     """A base causal LM with N LoRA adapters stacked into one gated adapter per target module.
 
-    Use ``Soup.load(base, {"name": folder, ...})`` to read from disk, then ``set_weights`` or the
-    ``mixed`` context manager before calling ``soup.model`` (or ``explorer.sampling.generate``).
+    Use ``Soup.load(base, {"name": folder, ...})`` to read from disk, then the ``mixed`` context
+    manager (or ``set_weights``) before calling ``soup.model`` (or ``explorer.sampling.generate``).
     """
 
     def __init__(self, model: nn.Module, tokenizer, adapters: Sequence[LoraAdapter]):
@@ -68,9 +73,10 @@ class Soup:
         self.model: Any = model  # a transformers causal LM
         self.tokenizer: Any = tokenizer
         self.base_path: Path | None = None  # set by Soup.load; part of result cache keys
-        # One model serves every caller (app sessions, background grids): whoever generates
-        # holds this lock, so the weights cannot change under a running generation.
+        # The mix of a forward pass is per thread (``mixed``); this lock only serializes callers
+        # that share the soup-wide default mix of ``set_weights``.
         self.lock = threading.RLock()
+        self._local = threading.local()  # .state: (weights (rows, N), gates) of this thread's ``mixed``
         self.adapters: dict[str, LoraAdapter] = {a.name: a for a in adapters}
         self.names: tuple[str, ...] = tuple(names)
         self._check_targets()  # validate everything before touching the model
@@ -145,8 +151,13 @@ class Soup:
 
     @property
     def weights(self) -> torch.Tensor:
-        """The current weights, (rows, N) float64 on the CPU; columns follow ``names``."""
-        return self._weights.clone()
+        """The weights this thread computes, (rows, N) float64 on the CPU; columns follow ``names``:
+        the innermost ``mixed`` block's, else the default of ``set_weights``."""
+        return self._state()[0].clone()
+
+    def _state(self) -> tuple[torch.Tensor, dict[tuple[int, ...], torch.Tensor]]:
+        state = getattr(self._local, "state", None)
+        return state if state is not None else (self._weights, self._gates)
 
     def weights_tensor(self, weights: Weights) -> torch.Tensor:
         """Validate ``weights`` and return them as a (rows, N) float64 CPU tensor.
@@ -182,34 +193,42 @@ class Soup:
     def _row(self, mix: Mapping[str, float]) -> list[float]:
         return list(check_mix(mix, self.names).values())
 
-    def set_weights(self, weights: Weights) -> None:
-        """Set the mix: one row for every batch row, or one row per batch row.
-
-        Costs a few small tensor ops (microseconds), whatever the model size: only the
-        gates change, never a model weight.
-        """
-        w = self.weights_tensor(weights)  # (rows, N)
-        on_device = w.to(self.device, self.dtype)
+    def gates(self, weights: torch.Tensor) -> dict[tuple[int, ...], torch.Tensor]:
+        """The gates of validated ``weights`` (rows, N): for each distinct slot layout of the
+        stacks, the (rows, R) gate on the soup's device and dtype."""
+        on_device = weights.to(self.device, self.dtype)
         gates = {}
         for stack in self.stacks.values():
             if stack.slots not in gates:
                 index = torch.tensor(stack.slots, device=self.device)
                 gates[stack.slots] = on_device.index_select(1, index)  # (rows, R)
-        self._weights, self._gates = w, gates
+        return gates
+
+    def set_weights(self, weights: Weights) -> None:
+        """Set the default mix (what a thread outside ``mixed`` computes): one row for every
+        batch row, or one row per batch row.
+
+        Costs a few small tensor ops (microseconds), whatever the model size: only the
+        gates change, never a model weight.
+        """
+        w = self.weights_tensor(weights)  # (rows, N)
+        self._weights, self._gates = w, self.gates(w)
 
     @contextlib.contextmanager
     def mixed(self, weights: Weights) -> Iterator[Soup]:
-        """Within the block the soup computes ``weights``; the previous weights come back after."""
-        previous = self._weights
-        self.set_weights(weights)
+        """Within the block this thread's forward passes compute ``weights`` (one mix, or one per
+        batch row); other threads are not affected, and the previous mix comes back after."""
+        w = self.weights_tensor(weights)
+        previous = getattr(self._local, "state", None)
+        self._local.state = (w, self.gates(w))
         try:
             yield self
         finally:
-            self.set_weights(previous)
+            self._local.state = previous
 
     def as_dict(self, row: int = 0) -> dict[str, float]:
         """Row ``row`` of the current weights as ``{name: weight}``."""
-        return dict(zip(self.names, self._weights[row].tolist(), strict=True))
+        return dict(zip(self.names, self._state()[0][row].tolist(), strict=True))
 
     # ----------------------------------------------------------------------------------------
     # the mixed computation
@@ -217,7 +236,7 @@ class Soup:
     def _hook(self, stack: StackedLora) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor]:
         def add_lora(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
             x = args[0]  # (B, T, in)
-            gate = self._gates[stack.slots]  # (rows, R); read at call time, set_weights rebinds it
+            gate = self._state()[1][stack.slots]  # (rows, R): this thread's mix, read at call time
             rows, batch = gate.shape[0], x.shape[0]
             if rows != 1 and rows != batch:
                 raise SoupError(

@@ -19,6 +19,7 @@ from explorer.errors import SoupError
 from explorer.objectives import Objective
 from explorer.options import AppOptions
 from explorer.sampling import SamplingConfig, generate
+from explorer.scheduler import Priority
 
 
 def test_rescale_keeps_the_simplex_and_proportions():
@@ -66,7 +67,33 @@ def test_a_new_request_cancels_the_one_in_flight(session):
     expected = generate(
         session.engine.soup, [session.prompt], session.weights, config=session.sampling
     ).texts[0]
-    assert session.response == expected  # the older request never overwrote the newer one
+    assert session.response == expected
+
+
+def test_an_older_request_never_overwrites_a_newer_one(session, monkeypatch):
+    """A token of the old request that arrives after the new request began is not shown."""
+    engine = session.engine
+    real = engine.generate_stream
+    shown: list[str] = []
+    session.param.watch(lambda e: shown.append(e.new), "response")
+    calls: list[int] = []
+
+    def late_token(prompt, weights, sampling, *, cancel, on_text):
+        out = real(prompt, weights, sampling, cancel=cancel, on_text=on_text)
+        calls.append(1)
+        if len(calls) == 1:  # the newer request comes, then the old stream's last token lands
+            session.set_weight("helpful", 0.9)
+            session.regenerate()
+            on_text("STALE")
+        return out
+
+    monkeypatch.setattr(engine, "generate_stream", late_token)
+    session.regenerate(wait=True)
+    session._worker and session._worker.join(60)
+    assert len(calls) == 2
+    assert "STALE" not in shown
+    expected = generate(engine.soup, [session.prompt], session.weights, config=session.sampling)
+    assert session.response == expected.texts[0]
 
 
 def test_empty_prompt_shows_a_message_and_keeps_the_response(session):
@@ -149,47 +176,50 @@ def test_pins_keep_their_prompt_refuse_duplicates_and_wait_for_a_streaming_respo
     assert second["response"] == session.response and second["scores"] == session.scores
 
 
-def test_the_grid_yields_to_an_interactive_request_between_decode_steps(engine):
-    """A request made at a grid chunk's first decode step streams its first token before the
-    grid takes another step."""
-    seen: dict[str, int] = {}
-    steps: list[int] = []
-    threads: list[threading.Thread] = []
-    original = engine.yield_to_interactive
+def test_the_grid_steps_aside_for_an_interactive_request_between_decode_steps(engine):
+    """A request made during a grid's decode step is prefilled and decoded to its end before the
+    grid takes another step (the grid's rows wait with their caches)."""
+    scheduler = engine.scheduler
+    original = scheduler._step
+    asked: list[int] = []
+    done = threading.Event()
     mix = {"helpful": 1.0, "concise": 0.0, "positive": 0.0}
 
-    def interactive(run):
-        engine.generate_stream(
-            "Why is the sky blue?",
-            mix,
-            SamplingConfig(max_new_tokens=3),
-            cancel=threading.Event(),
-            on_text=lambda text: seen.setdefault("first_token_at", len(steps)),
-        )
+    def spy(priority):  # on the scheduler's thread, at a grid step: a person asks now
+        if priority == Priority.GRID and not asked:
+            asked.append(len(scheduler.history))
+            ticket = scheduler.submit("Why is the sky blue?", mix, SamplingConfig(max_new_tokens=3))
+            ticket.future.add_done_callback(lambda f: done.set())
+        original(priority)
 
-    def spy(cancel):  # inside a grid chunk, between two decode steps: a person asks now
-        steps.append(1)
-        if not threads:
-            run = next(r for r in engine.grids.values() if r.running)
-            seen["asked_at"] = len(steps)
-            threads.append(threading.Thread(target=interactive, args=(run,)))
-            threads[0].start()
-            while engine._interactive == 0:
-                time.sleep(0.01)
-        original(cancel)
-
-    engine.yield_to_interactive = spy
+    scheduler._step = spy
     try:
         run = engine.start_grid(SamplingConfig(max_new_tokens=30), resolution=3)
-        while not threads and run.running:
-            time.sleep(0.05)
-        threads[0].join(120)
+        assert done.wait(120), "the interactive request never ended"
     finally:
-        engine.yield_to_interactive = original
+        scheduler._step = original
         engine.cancel_grid(run)
         engine.wait_grid(120)
-    # the grid paused at its first step of 30: it took no step between the request and its first token
-    assert seen == {"asked_at": 1, "first_token_at": 1}
+    after = list(scheduler.history)[asked[0] :]
+    interactive = [i for i, (_, p, _) in enumerate(after) if p == Priority.INTERACTIVE]
+    assert after[0][1] == Priority.GRID  # the grid's step in flight when the request came
+    assert interactive and after[1][0] == "prefill" and after[1][1] == Priority.INTERACTIVE
+    # no grid step between the request's prefill and its last token
+    assert all(p == Priority.INTERACTIVE for _, p, _ in after[1 : interactive[-1] + 1])
+
+
+def test_interactive_rows_of_several_callers_share_one_batch(engine):
+    """Requests that wait together are decoded together: one forward pass for all their rows."""
+    scheduler = engine.scheduler
+    names = engine.names
+    mixes = [dict.fromkeys(names, 0.0) | {n: 1.0} for n in names]
+    start = len(scheduler.history)
+    out = scheduler.generate(["Why is the sky blue?"] * len(mixes), mixes, config=SamplingConfig(8))
+    widest = max(rows for _, _, rows in list(scheduler.history)[start:])
+    assert widest == len(mixes)
+    for mix, ids in zip(mixes, out.token_ids, strict=True):  # each row is its mix alone
+        alone = generate(engine.soup, ["Why is the sky blue?"], mix, config=SamplingConfig(8))
+        assert ids == alone.token_ids[0]
 
 
 def test_highlight_marks_changed_words():
@@ -364,29 +394,39 @@ def test_on_page_runs_a_change_among_the_pages_events_and_returns_its_result(eng
 
 
 def test_a_click_storm_runs_one_generation_at_a_time_and_only_the_newest(engine, monkeypatch):
-    import explorer.app.engine
-
     s = Session(engine, max_new_tokens=6)
-    passes: list[str] = []  # one entry per generate call (each starts with a prompt pass)
-    real = explorer.app.engine.generate
+    scheduler = engine.scheduler
+    prefilled: list[str] = []  # the prompts that reached the model
+    real = scheduler._prefill
 
-    def counted(soup, prompts, *args, **kwargs):
-        passes.append(prompts[0])
-        return real(soup, prompts, *args, **kwargs)
+    def counted(priority, requests):
+        prefilled.extend(r.prompt for r in requests)
+        return real(priority, requests)
 
-    monkeypatch.setattr(explorer.app.engine, "generate", counted)
+    monkeypatch.setattr(scheduler, "_prefill", counted)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(text: str) -> None:  # another caller's row holds the scheduler while the clicks come
+        busy.set()
+        release.wait(60)
+
+    other = scheduler.submit("Busy elsewhere", None, SamplingConfig(max_new_tokens=2), on_text=hold)
+    assert busy.wait(60)
     before = threading.active_count()
     most = 0
-    with engine.soup.lock:  # the soup is busy (a grid chunk, another session) while the clicks come
+    try:
         for i in range(50):
             s.prompt = f"Request number {i}"
             s.regenerate()
             most = max(most, threading.active_count() - before)
+    finally:
+        release.set()
+    other.result(60)
     worker = s._worker
     if worker is not None:
         worker.join(60)
     assert most == 1  # the session's one generation thread, however many clicks
-    assert passes == ["Request number 49"]  # the superseded 49 never ran their prompt pass
+    assert [p for p in prefilled if p != "Busy elsewhere"] == ["Request number 49"]  # the others never ran
     assert s.response_for["prompt"] == "Request number 49" and s.response and not s.generating
     s.close(wait=5)
 

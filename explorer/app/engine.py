@@ -1,28 +1,25 @@
 """The state every browser session shares: one soup in memory, its objectives, and the frontier grids.
 
-Generation is serialized by the soup's lock. Interactive requests go first: between two decode
-steps a grid chunk checks for interactive requests waiting or running and hands them the lock
-(``Engine.yield_to_interactive``), so a slider waits for one decode step of the grid, not a chunk.
-Grids are keyed by their settings: sessions with the same settings share one; others keep theirs.
+The soup has one owner, the engine's ``explorer.scheduler.Scheduler``: every session's streamed
+response, pin refreshes, measurements, grid chunks and API requests are its requests, decoded
+together in shared batches, interactive ones first (a grid's rows wait between two decode steps
+while people's rows run). Grids are keyed by their settings: sessions with the same settings
+share one; others keep theirs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import param
-import torch
 import xarray as xr
-from transformers import StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
 
 from explorer.errors import SoupError
 from explorer.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
@@ -31,48 +28,9 @@ from explorer.grid import GridSpec
 from explorer.launch import AppSetup
 from explorer.objectives import Objective
 from explorer.results import is_complete, is_summarized, means, mix_scores, objective_names
-from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, Generations, SamplingConfig, generate
+from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, Generations, SamplingConfig
+from explorer.scheduler import Priority, Scheduler
 from explorer.soup import Soup
-
-
-class _TokenStreamer(BaseStreamer):
-    """Calls ``on_text(text_so_far)`` after every generated token (the first ``put`` is the prompt)."""
-
-    def __init__(self, tokenizer, on_text: Callable[[str], None]):
-        self.tokenizer, self.on_text = tokenizer, on_text
-        self.ids: list[int] = []
-        self.prompt_seen = False
-
-    def put(self, value):
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        self.ids += value.reshape(-1).tolist()
-        self.on_text(self.tokenizer.decode(self.ids, skip_special_tokens=True))
-
-    def end(self):
-        pass
-
-
-class _StopOnEvent(StoppingCriteria):
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs):
-        return torch.full(
-            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
-        )
-
-
-class _YieldToPeople(StoppingCriteria):
-    """Between two decode steps of a grid chunk: let waiting interactive requests run first."""
-
-    def __init__(self, engine: Engine, cancel: threading.Event):
-        self.engine, self.cancel = engine, cancel
-
-    def __call__(self, input_ids, scores, **kwargs):
-        self.engine.yield_to_interactive(self.cancel)
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 class GridRun(param.Parameterized):
@@ -182,8 +140,7 @@ class Engine(param.Parameterized):
         self.export_dir = Path(export_dir)
         self.cache_dir = cache_dir
         self.grid_workers = grid_workers  # Ray workers for the grids (None: this process)
-        self._interactive = 0  # interactive requests waiting or running
-        self._idle = threading.Condition()
+        self.scheduler = Scheduler(soup)  # the soup's only user: everything generates through it
         self.grids: dict[str, GridRun] = {}
         self._grids_lock = threading.Lock()
 
@@ -216,35 +173,6 @@ class Engine(param.Parameterized):
     # ------------------------------------------------------------------------------------------
     # interactive generation
 
-    @contextlib.contextmanager
-    def _interactive_request(self) -> Iterator[None]:
-        """Mark an interactive generation waiting or running: the grid steps aside at its next
-        decode step (``yield_to_interactive``)."""
-        with self._idle:
-            self._interactive += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._interactive -= 1
-                self._idle.notify_all()
-
-    def yield_to_interactive(self, cancel: threading.Event) -> None:
-        """Called by a grid between decode steps, holding the soup's lock: while interactive
-        requests wait or run, release the lock to them, then take it back with the grid's mix."""
-        with self._idle:
-            if not self._interactive:
-                return
-        saved = self.soup.weights  # the grid chunk's per-row mixes
-        self.soup.lock.release()  # held once, by ``generate`` in this thread
-        try:
-            with self._idle:
-                while self._interactive and not cancel.is_set():
-                    self._idle.wait(0.5)
-        finally:
-            self.soup.lock.acquire()
-            self.soup.set_weights(saved)
-
     def generate_stream(
         self,
         prompt: str,
@@ -254,29 +182,23 @@ class Engine(param.Parameterized):
         cancel: threading.Event,
         on_text: Callable[[str], None],
     ) -> Generations | None:
-        """One response, streamed through ``on_text``; stops early when ``cancel`` is set, and
-        None without a prompt pass when it is set before the soup is free.
+        """One response, streamed through ``on_text`` (called from the scheduler's thread); None
+        when ``cancel`` is set before it ends (the row stops at its next decode step, or never
+        starts).
 
         Paired sampling makes it the very response the grid scores for this mix, prompt and seed.
         """
-        with self._interactive_request(), self.soup.lock:
-            if cancel.is_set():
-                return None
-            return generate(
-                self.soup,
-                [prompt],
-                weights,
-                config=sampling,
-                streamer=_TokenStreamer(self.soup.tokenizer, on_text),
-                stopping_criteria=StoppingCriteriaList([_StopOnEvent(cancel)]),
-            )
+        out = self.scheduler.submit(prompt, weights, sampling, on_text=on_text, cancel=cancel).result()
+        if out.cancelled:
+            return None
+        return Generations(texts=[out.text], token_ids=[out.token_ids], finished=[out.finished])
 
     def generate_batch(
         self, prompt: str, mixes: Sequence[Mapping[str, float]], sampling: SamplingConfig
     ) -> Generations:
-        """The same prompt under several mixes, as one batch (pinned comparisons)."""
-        with self._interactive_request():
-            return generate(self.soup, [prompt] * len(mixes), list(mixes), config=sampling)
+        """The same prompt under several mixes (pinned comparisons), batched with the other
+        sessions' interactive rows."""
+        return self.scheduler.generate([prompt] * len(mixes), list(mixes), config=sampling)
 
     def measure(
         self,
@@ -298,8 +220,14 @@ class Engine(param.Parameterized):
             samples=samples,
             sampling=sampling,
         )
-        with self._interactive_request():
-            ds = evaluate_grid(self.soup, spec, batch_size=len(prompts) * samples, cancel=cancel)
+        ds = evaluate_grid(
+            self.soup,
+            spec,
+            batch_size=len(prompts) * samples,
+            cancel=cancel,
+            scheduler=self.scheduler,
+            priority=Priority.MEASURE,
+        )
         if not is_complete(ds) or cancel.is_set():
             return None
         return dict(zip(objective_names(ds), means(ds)[0].tolist(), strict=True))
@@ -380,11 +308,11 @@ class Engine(param.Parameterized):
             if run.thread is not None:
                 run.thread.join(timeout)
 
-    def _evaluate(self, spec: GridSpec, *, stopping_criteria: Sequence, **kwargs) -> xr.Dataset:
-        """The grid in this process, or on the Ray workers (which need not yield to interactive requests)."""
+    def _evaluate(self, spec: GridSpec, **kwargs) -> xr.Dataset:
+        """The grid on the Ray workers, or as the scheduler's least urgent requests."""
         if self.grid_workers is not None:
             return run_grid(self.grid_workers, spec, **kwargs)
-        return evaluate_grid(self.soup, spec, stopping_criteria=stopping_criteria, **kwargs)
+        return evaluate_grid(self.soup, spec, scheduler=self.scheduler, priority=Priority.GRID, **kwargs)
 
     def _run_grid(self, run: GridRun, spec: GridSpec) -> None:
         start = time.time()
@@ -404,7 +332,6 @@ class Engine(param.Parameterized):
                 cache=self.cache_dir,
                 cancel=run.cancel,
                 on_chunk=on_chunk,
-                stopping_criteria=[_YieldToPeople(self, run.cancel)],
             )
             done = f"done in {time.time() - start:.0f} s" if is_complete(ds) else "cancelled"
             run.param.update(results=ds, message=f"grid {done}")

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from explorer.api_cli import add_api_args, cmd_api
 from explorer.demo import demo_base
 from explorer.errors import SoupError
 from explorer.export_cli import add_export_args, cmd_export
@@ -87,6 +88,11 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
 # name -> (help, handler, extra-arguments)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable | None]] = {
     "serve": ("start the app in the browser (the demo by default) on 127.0.0.1", cmd_serve, add_serve_args),
+    "api": (
+        "serve the OpenAI-compatible API alone (/v1/completions, /v1/chat/completions) on 127.0.0.1",
+        cmd_api,
+        add_api_args,
+    ),
     "info": ("load the soup and describe its adapters", cmd_info, None),
     "generate": ("answer prompts with one or more mixes", cmd_generate, add_generation_args),
     "grid": (

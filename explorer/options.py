@@ -124,7 +124,14 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where the app writes exports (default: exports/ in the cache folder, $PSE_CACHE_DIR or ~/.cache/pareto-soup-explorer)",
     )
-    p.add_argument("--port", type=int, default=5006)
+    add_network_args(p, port=5006)
+    p.add_argument("--show", action="store_true", help="open a browser tab")
+    add_ray_args(p)
+
+
+def add_network_args(p: argparse.ArgumentParser, *, port: int) -> None:
+    """Where a server listens and which Host names it answers (``explorer serve`` and ``explorer api``)."""
+    p.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
     p.add_argument(
         "--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
     )
@@ -135,8 +142,6 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="also answer requests for this host name (NAME or NAME:PORT); others get 403 (repeatable)",
     )
-    p.add_argument("--show", action="store_true", help="open a browser tab")
-    add_ray_args(p)
 
 
 def app_options_from_args(args: argparse.Namespace) -> tuple[ModelOptions, AppOptions]:

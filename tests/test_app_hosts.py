@@ -13,7 +13,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from explorer.app.engine import Engine
-from explorer.app.hosts import allowed_hosts
+from explorer.hosts import allowed_hosts
 from explorer.app.main import serve
 from explorer.objectives import BUILTINS
 from explorer.soup import Soup

@@ -14,10 +14,11 @@ import panel as pn
 from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
+from explorer.api import api_routes
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
-from explorer.app.hosts import allowed_hosts, refuse_other_hosts
+from explorer.hosts import allowed_hosts, refuse_other_hosts
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -152,11 +153,11 @@ def serve(
     """Serve the app for every browser session, sharing ``engine``; prints the URL.
 
     Only requests addressed to this machine's names, ``address`` or ``allow_hosts`` are answered
-    (``explorer.app.hosts``: no DNS rebinding); Panel's websocket origin check stays on. With
+    (``explorer.hosts``: no DNS rebinding); Panel's websocket origin check stays on. With
     ``start=False`` the server is returned before its loop runs (``server.io_loop.start()``).
     """
     hosts = allowed_hosts(address, port, allow_hosts)
-    print(f"Pareto Soup Explorer: http://{address}:{port}/", flush=True)
+    print(f"Pareto Soup Explorer: http://{address}:{port}/ (OpenAI-compatible API: /v1)", flush=True)
     server = pn.serve(
         lambda: Explorer(engine).template(),
         port=port,
@@ -165,6 +166,7 @@ def serve(
         start=False,
         websocket_origin=[h for h in hosts if h.endswith(f":{port}") and "[" not in h],  # no IPv6 in Bokeh
         title="Pareto Soup Explorer",
+        extra_patterns=api_routes(engine.scheduler),  # the OpenAI-compatible API, on the same scheduler
     )
     refuse_other_hosts(server._tornado, hosts)  # Panel itself reaches the Tornado app this way
     if start:

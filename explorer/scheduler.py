@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
@@ -342,7 +343,16 @@ class Scheduler:
     @property
     def busy(self) -> bool:
         """Requests wait or run."""
-        return bool(self._waiting) or any(self._lanes.values())
+        return bool(self._waiting) or any(b.rows for lane in list(self._lanes.values()) for b in list(lane))
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until nothing waits or runs (True), or ``timeout`` seconds (False)."""
+        deadline = time.monotonic() + timeout
+        while self.busy:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     # ------------------------------------------------------------------------------------------
     # the loop (one thread)

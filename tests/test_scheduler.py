@@ -63,7 +63,7 @@ def test_cancel_stops_a_row_at_its_next_step_and_frees_it(soup64, scheduler):
     out = ticket.result(60)
     assert out.cancelled and not out.finished
     assert len(out.token_ids) == 3  # one more step at most was never taken: it stopped at once
-    assert not scheduler.busy
+    assert scheduler.wait_idle()
     assert scheduler.generate(PROMPTS[:1], dict.fromkeys(soup64.names, 0.0), config=SamplingConfig(4)).token_ids  # still serves
 
 
@@ -72,7 +72,7 @@ def test_a_cancelled_generate_raises_and_leaves_no_rows(soup64, scheduler):
     cancel.set()
     with pytest.raises(Cancelled):
         scheduler.generate(PROMPTS, dict.fromkeys(soup64.names, 0.0), config=SamplingConfig(8), cancel=cancel)
-    assert not scheduler.busy
+    assert scheduler.wait_idle()
 
 
 def test_stop_strings_end_the_response_before_them(soup64, scheduler):
@@ -115,7 +115,7 @@ def test_urgent_lanes_run_first(soup64, scheduler):
 def test_bad_requests_are_refused_at_submit_with_a_message(scheduler, kwargs, match):
     with pytest.raises(SoupError, match=match):
         scheduler.submit(**{"sampling": SamplingConfig(8), **kwargs})
-    assert not scheduler.busy
+    assert scheduler.wait_idle()
 
 
 def test_a_closed_scheduler_refuses_requests(soup64):

@@ -221,7 +221,7 @@ class Merge:
         w = weights.to(self.setup.device, self.setup.dtype)
         with torch.no_grad():
             for m, mod in self.modules.items():
-                stack = self.soup._stacks[m]
+                stack = self.soup.stacks[m]
                 gate = w[list(stack.slots)]  # (R,)
                 mod.weight.copy_(self.originals[m]).addmm_(stack.B, gate[:, None] * stack.A)
 

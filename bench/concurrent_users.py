@@ -109,7 +109,9 @@ def slider_during_grid(scheduler, prompts, weights, args) -> dict[str, list[floa
     grid = SamplingConfig(max_new_tokens=args.grid_tokens)
     out: dict[str, list[float]] = {"idle": [], "preempt": [], "join": []}
     for i in range(args.repeats):
-        out["idle"].append(first_token(scheduler, prompts[0], weights[i % len(weights)], slider, Priority.INTERACTIVE))
+        out["idle"].append(
+            first_token(scheduler, prompts[0], weights[i % len(weights)], slider, Priority.INTERACTIVE)
+        )
     stop = threading.Event()
 
     def keep_grid_busy(k: int) -> None:  # one grid row, resubmitted as it ends
@@ -155,11 +157,12 @@ def main(args: argparse.Namespace) -> dict:
     one_after_another(soup, prompts[:1], weights[:1], SamplingConfig(max_new_tokens=4))
     rows, samples = [], {}
     for n in args.sessions:
-        for case, run in (
-            ("scheduler", lambda: with_scheduler(scheduler, prompts[:n], weights[:n], sampling)),
-            ("one after another", lambda: one_after_another(soup, prompts[:n], weights[:n], sampling)),
+        for case, run, model in (
+            ("scheduler", with_scheduler, scheduler),
+            ("one after another", one_after_another, soup),
         ):
-            runs = sorted((run() for _ in range(args.runs)), key=lambda t: max(x for _, x in t))
+            runs = [run(model, prompts[:n], weights[:n], sampling) for _ in range(args.runs)]
+            runs.sort(key=lambda t: max(x for _, x in t))
             times = runs[len(runs) // 2]  # the run with the median slowest total
             samples[f"{case} x{n}"] = runs
             rows.append(
@@ -182,7 +185,14 @@ def main(args: argparse.Namespace) -> dict:
         ("join", f"slider first token, grid running ({args.grid_rows} rows): joins the grid's batch"),
     ):
         v = slider[case]
-        rows.append({"case": label, "first_max": max(v), "first_median": statistics.median(v), "x_idle": statistics.median(v) / idle})
+        rows.append(
+            {
+                "case": label,
+                "first_max": max(v),
+                "first_median": statistics.median(v),
+                "x_idle": statistics.median(v) / idle,
+            }
+        )
     scheduler.close()
     columns = [
         ("case", "case", "s"),

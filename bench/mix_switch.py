@@ -51,7 +51,7 @@ def bench_soup(setup, names, repeat: int) -> tuple[float, int, int]:
     with PeakMemory(setup.device) as mem:
         seconds = time_call(lambda: soup.set_weights(next(mixes)), setup.device, repeat=repeat)
     soup.close()
-    stacked = sum(s.A.nbytes + s.B.nbytes for s in soup._stacks.values())
+    stacked = sum(s.A.nbytes + s.B.nbytes for s in soup.stacks.values())
     return seconds, mem.peak, stacked
 
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import Delaunay, QhullError
 
+from explorer.direction import MAXIMIZE, MINIMIZE
 from explorer.errors import SoupError
 from explorer.frontier import default_reference, pareto_mask
 from explorer.grid import DECIMALS
-from explorer.objectives import MAXIMIZE, MINIMIZE
 
 _INSTALL = "pip install 'pareto-soup-explorer[adaptive]'"
 

@@ -96,7 +96,11 @@ def parse_request(body: Any, names: Sequence[str], *, default_tokens: int) -> Ap
     n = int(_number(body, "n", 1, 1, MAX_N))
     stop = body.get("stop") or ()
     stop = (stop,) if isinstance(stop, str) else stop
-    if not isinstance(stop, (list, tuple)) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+    if (
+        not isinstance(stop, (list, tuple))
+        or len(stop) > 4
+        or not all(isinstance(s, str) and s for s in stop)
+    ):
         raise SoupError(f"'stop' must be a string or a list of up to 4 non-empty strings, got {stop!r}")
     options = body.get("stream_options") or {}
     return ApiRequest(
@@ -114,7 +118,9 @@ def mix_of(model: str, mix: Any, names: Sequence[str]) -> dict[str, float]:
     """The request's mix: ``mix`` when given, else the one in ``soup:NAME=W,...``, else all zeros."""
     if mix is not None:
         if not isinstance(mix, Mapping):
-            raise SoupError(f"'mix' must map adapter names to weights, e.g. {{\"{names[0]}\": 0.5}}, got {mix!r}")
+            raise SoupError(
+                f"'mix' must map adapter names to weights, e.g. {{\"{names[0]}\": 0.5}}, got {mix!r}"
+            )
         return check_mix(mix, names, missing=0.0)
     head, sep, tail = model.partition(":")
     if sep and head == MODEL_ID:
@@ -137,7 +143,7 @@ def chat_messages(body: Mapping) -> list[dict[str, str]]:
     """``messages`` of a /v1/chat/completions body, contents flattened to text."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise SoupError("'messages' must be a non-empty list of {\"role\": ..., \"content\": ...}")
+        raise SoupError('\'messages\' must be a non-empty list of {"role": ..., "content": ...}')
     out = []
     for i, m in enumerate(messages):
         content = m.get("content") if isinstance(m, Mapping) else None
@@ -183,7 +189,9 @@ class ModelsHandler(_Base):
         self.finish(
             {
                 "object": "list",
-                "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "pareto-soup-explorer"}],
+                "data": [
+                    {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "pareto-soup-explorer"}
+                ],
                 "adapters": list(names),
             }
         )
@@ -260,7 +268,9 @@ class _Generate(_Base):
             "mix": request.mix,
         }
 
-    def delta(self, ident: str, request: ApiRequest, index: int, text: str | None, finish: str | None) -> dict:
+    def delta(
+        self, ident: str, request: ApiRequest, index: int, text: str | None, finish: str | None
+    ) -> dict:
         head = self.head(ident, request)
         if self.chat:
             head["object"] = "chat.completion.chunk"

@@ -34,7 +34,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 async def _serve(app, address: str, port: int, scheduler: Scheduler) -> None:
     app.listen(port, address=address)
-    print(f"OpenAI-compatible API on http://{address}:{port}/v1 (adapters: {', '.join(scheduler.soup.names)})")
+    print(
+        f"OpenAI-compatible API on http://{address}:{port}/v1 (adapters: {', '.join(scheduler.soup.names)})"
+    )
     print("stop it with Ctrl+C", flush=True)
     try:
         await asyncio.Event().wait()

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from explorer.errors import SoupError
+
 _MARK = "explorer-tmp"  # in the name of every temporary folder, with the writing process's id
 _STALE = re.compile(rf"^\..+\.{_MARK}-(\d+)-")
 
@@ -82,3 +84,23 @@ def _swap_folder(tmp: Path, target: Path) -> None:
         old.rename(target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_output_path(path: str, *, example: str = "front.nc") -> Path:
+    """Refuse, before any work, an output we could not write (``example``: a file name to suggest)."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise SoupError(f"--out {out} is a folder: give a file name such as {out / example}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise SoupError(f"--out {out}: folder {parent} does not exist; create it first")
+    try:  # a real write: permissions, read-only file systems and full disks all show here
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".explorer-write-test-"):
+            pass
+    except OSError as err:
+        raise SoupError(
+            f"--out {out}: cannot write in {parent} ({err.strerror}); choose another path"
+        ) from None
+    if out.exists() and not os.access(out, os.W_OK):
+        raise SoupError(f"--out {out}: the file exists and is read-only; choose another path")
+    return out

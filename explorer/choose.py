@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from explorer.direction import MAXIMIZE, MINIMIZE
 from explorer.errors import SoupError
 from explorer.frontier import pareto_mask
-from explorer.objectives import MAXIMIZE, MINIMIZE
 
 BOUNDS = ("mean", "ci")  # what a constraint bounds: the means, or the whole interval (conservative)
 KNEE_METHODS = ("tradeoff", "distance")

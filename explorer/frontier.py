@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy.stats import bootstrap
 
+from explorer.direction import MAXIMIZE, MINIMIZE
 from explorer.errors import SoupError
-from explorer.objectives import MAXIMIZE, MINIMIZE
 
 
 def _oriented(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:

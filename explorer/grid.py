@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explorer.decoding import SamplingConfig
 from explorer.errors import SoupError
 from explorer.mix import MAX_WEIGHT
-from explorer.objectives import Objective
-from explorer.sampling import SamplingConfig
+
+if TYPE_CHECKING:  # the objectives' scorers import torch; a grid's description does not need it
+    from explorer.objectives import Objective
 
 DECIMALS = 10  # mixes are rounded to this many decimals, so that duplicates are found
 MIN_OBJECTIVES = 2  # a frontier trades off at least two objectives

@@ -7,9 +7,7 @@ explorer grid --out front.nc --adaptive --resolution 4 --budget 40   # refine wh
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from tqdm.auto import tqdm
 
 from explorer.adaptive import Round, check_installed
 from explorer.adaptive_grid import evaluate_adaptive
+from explorer.atomic import check_output_path
 from explorer.config import ModelOptions
 from explorer.demo import cache_dir, demo_adapters
 from explorer.distributed import RayOptions
@@ -117,26 +116,6 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
         metavar="MIXES",
         help="new mixes per round (default: half the first lattice, at least adapters + 1)",
     )
-
-
-def check_output_path(path: str, *, example: str = "front.nc") -> Path:
-    """Refuse, before any work, an output we could not write (``example``: a file name to suggest)."""
-    out = Path(path).expanduser()
-    if out.is_dir():
-        raise SoupError(f"--out {out} is a folder: give a file name such as {out / example}")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise SoupError(f"--out {out}: folder {parent} does not exist; create it first")
-    try:  # a real write: permissions, read-only file systems and full disks all show here
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".explorer-write-test-"):
-            pass
-    except OSError as err:
-        raise SoupError(
-            f"--out {out}: cannot write in {parent} ({err.strerror}); choose another path"
-        ) from None
-    if out.exists() and not os.access(out, os.W_OK):
-        raise SoupError(f"--out {out}: the file exists and is read-only; choose another path")
-    return out
 
 
 RESOLUTION, ADAPTIVE_RESOLUTION = 10, 4  # default lattices: uniform, and the adaptive grid's first

@@ -90,3 +90,8 @@ def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: f
 def mix_label(weights: Mapping[str, float]) -> str:
     """``"a=0.3, b=0.7"``: a mix as people read it."""
     return ", ".join(f"{n}={w:g}" for n, w in weights.items())
+
+
+def file_label(weights: Mapping[str, float]) -> str:
+    """A mix as part of a file name: ``positive+0p50_concise+0p50``."""
+    return "_".join(f"{n}{w:+.2f}" for n, w in weights.items()).replace(".", "p")

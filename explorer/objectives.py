@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from explorer.direction import MAXIMIZE, MINIMIZE, Direction
 from explorer.errors import SoupError
 from explorer.fingerprint import folder_hashes, source_sha256
 
-MAXIMIZE, MINIMIZE = "maximize", "minimize"
 SCORER_TIMEOUT_S = 600.0  # the longest one scorer call may take (a batch of responses) before the run stops
 Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
@@ -55,19 +55,19 @@ class Objective:
 
     name: str
     scorer: Scorer = field(repr=False, compare=False)
-    direction: str = MAXIMIZE
+    direction: Direction = MAXIMIZE  # "maximize" or "minimize" are taken too
     unit: str = ""
     version: str = "1"  # changes whenever the scorer's numbers would change (part of cache keys)
     timeout_s: float | None = field(default=SCORER_TIMEOUT_S, compare=False)  # per call; None: no limit
 
     def __post_init__(self) -> None:
-        if self.direction not in (MAXIMIZE, MINIMIZE):
-            raise SoupError(f"objective '{self.name}': direction must be '{MAXIMIZE}' or '{MINIMIZE}'")
+        direction = Direction.of(self.direction, what=f"objective '{self.name}': direction")
+        object.__setattr__(self, "direction", direction)
 
     @property
     def sign(self) -> int:
         """+1 when higher is better, -1 when lower is better."""
-        return 1 if self.direction == MAXIMIZE else -1
+        return self.direction.sign
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """Scores of ``responses`` to ``prompts``, (n,) float64; NaN where the scorer failed on a

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from explorer.atomic import atomic_write
+from explorer.atomic import atomic_write, check_output_path
 from explorer.choose import (
     BOUNDS,
     KNEE_METHODS,
@@ -23,10 +23,9 @@ from explorer.choose import (
     pick_knee,
     pick_preference,
 )
+from explorer.direction import MAXIMIZE
 from explorer.errors import SoupError
-from explorer.grid_cli import check_output_path
 from explorer.mix import mix_label, parse_weights
-from explorer.objectives import MAXIMIZE
 from explorer.results import load_results
 
 

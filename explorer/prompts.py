@@ -36,9 +36,7 @@ def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:
         raise SoupError(
             f"prompts file {file} is binary, not text: give a text file with one request per line"
         )
-    prompts = [
-        line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
+    prompts = parse_prompts(text)
     if not prompts:
         raise SoupError(f"prompts file {file} holds no prompts: write one request per line")
     if limit is not None:
@@ -46,3 +44,8 @@ def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:
             raise SoupError(f"the number of prompts must be at least 1, got {limit}")
         prompts = prompts[:limit]
     return prompts
+
+
+def parse_prompts(text: str) -> list[str]:
+    """The prompts of a prompt file's text: one per line, stripped; blank lines and ``#`` comments skipped."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]

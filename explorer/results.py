@@ -30,10 +30,10 @@ import numpy as np
 import xarray as xr
 
 from explorer.atomic import atomic_write
+from explorer.decoding import SamplingConfig
 from explorer.errors import SoupError
 from explorer.frontier import default_reference, hypervolume, paired_bootstrap, pareto_mask
 from explorer.grid import GridSpec
-from explorer.sampling import SamplingConfig
 
 ROWS = ("mix", "prompt", "sample")
 

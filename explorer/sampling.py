@@ -19,35 +19,10 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from explorer.decoding import DEFAULT_MAX_NEW_TOKENS as DEFAULT_MAX_NEW_TOKENS  # re-exported
+from explorer.decoding import SamplingConfig
 from explorer.errors import SoupError
 from explorer.soup import Soup, Weights
-
-# The one default response length: the app, Explorer(), its grid and cached front, and the CLI.
-# The demo adapters are trained for answers of this length.
-DEFAULT_MAX_NEW_TOKENS = 128
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How to decode. ``temperature == 0`` is greedy; otherwise paired Gumbel-max sampling."""
-
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # tokens generated at most per response
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 1.0  # nucleus mass kept before sampling, in (0, 1]
-    seed: int = 0  # with the prompt and sample index, fixes the random draws
-
-    def __post_init__(self) -> None:
-        if int(self.max_new_tokens) < 1:
-            raise SoupError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if not (self.temperature >= 0):
-            raise SoupError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
-        if not (0 < self.top_p <= 1):
-            raise SoupError(f"top_p must be in (0, 1], got {self.top_p}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
 
 _MASK32 = 0xFFFFFFFF
 
@@ -141,7 +116,9 @@ def next_tokens(
         scores = TemperatureLogitsWarper(temperature)(None, logits.index_select(0, index))  # type: ignore[arg-type]
         if top_p < 1:
             scores = TopPLogitsWarper(top_p)(None, scores)  # type: ignore[arg-type]
-        noise = gumbel_noise(keys[rows], steps[rows].to(logits.device), logits.shape[-1], device=logits.device)
+        noise = gumbel_noise(
+            keys[rows], steps[rows].to(logits.device), logits.shape[-1], device=logits.device
+        )
         tokens[index] = (scores.float() + noise).argmax(dim=-1)
     return tokens
 

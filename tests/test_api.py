@@ -95,7 +95,9 @@ def test_completions_take_raw_text_and_match_generate(server, client):
 
 def test_the_mix_can_be_written_in_the_model_name(client):
     body = {"mix": {"concise": 1.0}}
-    by_body = client.completions.create(model="soup", prompt=PROMPT, temperature=0, max_tokens=8, extra_body=body)
+    by_body = client.completions.create(
+        model="soup", prompt=PROMPT, temperature=0, max_tokens=8, extra_body=body
+    )
     by_name = client.completions.create(model="soup:concise=1", prompt=PROMPT, temperature=0, max_tokens=8)
     base = client.completions.create(model="soup", prompt=PROMPT, temperature=0, max_tokens=8)
     assert by_body.choices[0].text == by_name.choices[0].text != base.choices[0].text
@@ -103,10 +105,20 @@ def test_the_mix_can_be_written_in_the_model_name(client):
 
 @pytest.mark.parametrize("chat", [True, False])
 def test_streaming_sends_the_same_text_in_pieces(client, chat):
-    kwargs = {"model": "soup", "temperature": 0.7, "seed": 5, "max_tokens": 16, "extra_body": {"mix": {"helpful": 1}}}
+    kwargs = {
+        "model": "soup",
+        "temperature": 0.7,
+        "seed": 5,
+        "max_tokens": 16,
+        "extra_body": {"mix": {"helpful": 1}},
+    }
     if chat:
         whole = client.chat.completions.create(messages=[{"role": "user", "content": PROMPT}], **kwargs)
-        chunks = list(client.chat.completions.create(messages=[{"role": "user", "content": PROMPT}], stream=True, **kwargs))
+        chunks = list(
+            client.chat.completions.create(
+                messages=[{"role": "user", "content": PROMPT}], stream=True, **kwargs
+            )
+        )
         pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
         expected = whole.choices[0].message.content
     else:
@@ -122,10 +134,15 @@ def test_streaming_sends_the_same_text_in_pieces(client, chat):
 def test_two_concurrent_requests_with_different_mixes_are_decoded_together(server, client):
     scheduler, _ = server
     hold, release = threading.Event(), threading.Event()
-    blocker = scheduler.submit(PROMPT, None, SamplingConfig(2), on_text=lambda t: (hold.set(), release.wait(60)))
+    blocker = scheduler.submit(
+        PROMPT, None, SamplingConfig(2), on_text=lambda t: (hold.set(), release.wait(60))
+    )
     assert hold.wait(60)  # the scheduler is busy: both requests wait together
     start = len(scheduler.history)
-    mixes = [{"helpful": 1.0, "concise": 0.0, "positive": 0.0}, {"helpful": 0.0, "concise": 0.0, "positive": 1.0}]
+    mixes = [
+        {"helpful": 1.0, "concise": 0.0, "positive": 0.0},
+        {"helpful": 0.0, "concise": 0.0, "positive": 1.0},
+    ]
     answers: dict[int, str] = {}
 
     def ask(i: int) -> None:
@@ -171,7 +188,9 @@ def test_an_unknown_model_and_an_empty_prompt_are_refused(client):
     with pytest.raises(openai.BadRequestError, match="not served here"):
         client.completions.create(model="gpt-4", prompt=PROMPT, max_tokens=4)
     with pytest.raises(openai.BadRequestError, match="empty"):
-        client.chat.completions.create(model="soup", messages=[{"role": "user", "content": " "}], max_tokens=4)
+        client.chat.completions.create(
+            model="soup", messages=[{"role": "user", "content": " "}], max_tokens=4
+        )
 
 
 def post(port: int, path: str, body: bytes, host: str) -> tuple[int, str]:

@@ -13,8 +13,8 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from explorer.app.engine import Engine
-from explorer.hosts import allowed_hosts
 from explorer.app.main import serve
+from explorer.hosts import allowed_hosts
 from explorer.objectives import BUILTINS
 from explorer.soup import Soup
 from tests.tiny import LETTERS, write_tiny_soup

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import queue
 import threading
-import time
 import zipfile
 
 import numpy as np

@@ -107,3 +107,13 @@ def test_the_core_and_the_cli_import_no_panel_in_a_fresh_interpreter():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_explorer_pick_imports_no_model_library():
+    """``explorer pick`` reads results files only: no torch, no transformers, no Panel."""
+    code = (
+        "import sys, explorer.pick_cli;"
+        "print(sorted(m for m in ('torch', 'transformers', 'panel', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -8,8 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
+from explorer.direction import MINIMIZE
 from explorer.errors import SoupError
-from explorer.objectives import BUILTINS, MINIMIZE, Objective, get_objective, get_objectives
+from explorer.objectives import BUILTINS, Objective, get_objective, get_objectives
 
 PROMPTS = ["Give me one tip for sleeping better.", "Give me one tip for sleeping better."]
 GOOD = "Keep a regular bedtime and a dark, quiet room. You will feel wonderful and rested!"

@@ -45,7 +45,9 @@ def test_requests_joining_a_running_batch_are_exact(soup64, scheduler):
     later = [scheduler.submit(p, m, SAMPLED) for p, m in zip(PROMPTS[1:], mixes[1:], strict=True)]
     outs = [t.result(60) for t in [first, *later]]
     assert max(rows for kind, _, rows in scheduler.history if kind == "step") >= 2  # they shared steps
-    assert outs[0].token_ids == generate(soup64, PROMPTS[:1], mixes[0], config=SamplingConfig(40)).token_ids[0]
+    assert (
+        outs[0].token_ids == generate(soup64, PROMPTS[:1], mixes[0], config=SamplingConfig(40)).token_ids[0]
+    )
     for prompt, mix, out in zip(PROMPTS[1:], mixes[1:], outs[1:], strict=True):
         assert out.token_ids == generate(soup64, [prompt], mix, config=SAMPLED).token_ids[0]
 
@@ -64,7 +66,9 @@ def test_cancel_stops_a_row_at_its_next_step_and_frees_it(soup64, scheduler):
     assert out.cancelled and not out.finished
     assert len(out.token_ids) == 3  # one more step at most was never taken: it stopped at once
     assert scheduler.wait_idle()
-    assert scheduler.generate(PROMPTS[:1], dict.fromkeys(soup64.names, 0.0), config=SamplingConfig(4)).token_ids  # still serves
+    assert scheduler.generate(
+        PROMPTS[:1], dict.fromkeys(soup64.names, 0.0), config=SamplingConfig(4)
+    ).token_ids  # still serves
 
 
 def test_a_cancelled_generate_raises_and_leaves_no_rows(soup64, scheduler):

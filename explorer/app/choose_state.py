@@ -24,8 +24,8 @@ from explorer.choose import (
     pick_knee,
     pick_preference,
 )
+from explorer.direction import MAXIMIZE
 from explorer.errors import SoupError
-from explorer.objectives import MAXIMIZE
 from explorer.results import is_summarized
 
 METHODS = {"best on one": "constraint", "preference": "preference", "knee": "knee"}  # label -> rule

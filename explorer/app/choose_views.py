@@ -14,8 +14,8 @@ import param
 from panel.viewable import Viewer
 
 from explorer.app.choose_state import Chooser
+from explorer.direction import MAXIMIZE
 from explorer.mix import mix_label
-from explorer.objectives import MAXIMIZE
 from explorer.results import is_summarized, means, objective_names
 
 GREY, STEPS = "#e4e7eb", 200  # excluded mixes' colour; slider steps over an objective's range

@@ -26,6 +26,7 @@ from explorer.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
 from explorer.export import export_mix
 from explorer.grid import GridSpec
 from explorer.launch import AppSetup
+from explorer.mix import file_label
 from explorer.objectives import Objective
 from explorer.results import is_complete, is_summarized, means, mix_scores, objective_names
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, Generations, SamplingConfig
@@ -102,11 +103,6 @@ def shown_path(path: Path | str) -> str:
         if path.is_relative_to(root) and path != root:
             return prefix + str(path.relative_to(root))
     return str(path)
-
-
-def mix_label(weights: Mapping[str, float]) -> str:
-    """A file-name-safe label of a mix: ``positive+0p50_concise+0p50``."""
-    return "_".join(f"{n}{w:+.2f}" for n, w in weights.items()).replace(".", "p")
 
 
 class Engine(param.Parameterized):
@@ -357,7 +353,7 @@ class Engine(param.Parameterized):
         download; merged models stay on disk. ``results`` give the recipe its scores, only from
         a complete grid (a partial one has no scores for most mixes); ``choice`` (how the mix was
         chosen, ``Choice.to_dict()``) goes into the recipe as it is."""
-        label = mix_label(weights)
+        label = file_label(weights)
         folder = self.export_dir / f"{format}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
         scores = None
         if results is not None and is_summarized(results) and is_complete(results):

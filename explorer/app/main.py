@@ -18,7 +18,6 @@ from explorer.api import api_routes
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
-from explorer.hosts import allowed_hosts, refuse_other_hosts
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -31,6 +30,7 @@ from explorer.app.views import (
     SimplexView,
 )
 from explorer.config import ModelOptions
+from explorer.hosts import allowed_hosts, refuse_other_hosts
 from explorer.launch import prepare_app
 from explorer.options import AppOptions, parse_app_argv
 

@@ -21,6 +21,7 @@ from explorer.app.engine import Engine, GridRun
 from explorer.errors import SoupError
 from explorer.export import FORMATS
 from explorer.mix import check_mix
+from explorer.prompts import parse_prompts
 from explorer.results import (
     adapter_names,
     estimate,
@@ -461,7 +462,7 @@ class Session(param.Parameterized):
 
     def set_prompt_file(self, text: str) -> None:
         """Use the prompts of an uploaded file (one per line, ``#`` comments) for the grid."""
-        prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        prompts = parse_prompts(text)
         if not prompts:
             self.message = "the prompt file holds no prompt: write one request per line"
             return

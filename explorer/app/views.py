@@ -23,6 +23,7 @@ from panel.viewable import Viewer
 from explorer.app.compare import highlight_differences
 from explorer.app.engine import describe_sampling, shown_path
 from explorer.app.state import MAX_PINS, Session
+from explorer.mix import mix_label
 from explorer.results import (
     adapter_names,
     direction_of,
@@ -65,10 +66,6 @@ HOW_TO = (
     "its responses. *Pin* keeps a mix's response to compare side by side; *Export* writes the mix "
     "as a PEFT adapter, a low-rank adapter or a merged model."
 )
-
-
-def _mix_label(weights: dict) -> str:
-    return ", ".join(f"{n} {w:.2f}" for n, w in weights.items())
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -204,7 +201,7 @@ class ResponseView(Viewer):
             if not produced:
                 return '<div class="response-status"></div>'
             parts = [
-                f"<b>Mix:</b> {html.escape(_mix_label(produced['weights']))}",
+                f"<b>Mix:</b> {html.escape(mix_label(produced['weights']))}",
                 f"<b>prompt:</b> {html.escape(_short(produced['prompt']))}",
                 html.escape(describe_sampling(SamplingConfig(**produced["sampling"]))),
             ]
@@ -308,7 +305,7 @@ class FrontierView(Viewer):
             {
                 x: mean[m, k[x]],
                 y: mean[m, k[y]],
-                "mix": _mix_label(dict(zip(names, weights[m], strict=True))),
+                "mix": mix_label(dict(zip(names, weights[m], strict=True))),
                 "x_ci": f"[{_fmt(low[m, k[x]])}, {_fmt(high[m, k[x]])}]",
                 "y_ci": f"[{_fmt(low[m, k[y]])}, {_fmt(high[m, k[y]])}]",
                 "pareto": "Pareto-optimal" if optimal[m] else "dominated",
@@ -376,7 +373,7 @@ class FrontierView(Viewer):
             est = self.session.estimated_scores()
             point = (est[x], est[y]) if est else None
         label = "current mix (measured)" if done else "current mix (estimate)"
-        mix = _mix_label(self.session.weights)
+        mix = mix_label(self.session.weights)
         data = [(*point, mix, label)] if point and all(np.isfinite(point)) else []
         hover = HoverTool(tooltips=[("", "@what"), ("mix", "@mix"), (x, f"@{{{x}}}"), (y, f"@{{{y}}}")])
         return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["mix", "what"], label=label).opts(
@@ -386,7 +383,7 @@ class FrontierView(Viewer):
     def _pins(self, pinned, x, y):
         # a pinned mix sits where the grid would put it: its means over the grid's prompts
         data = [
-            (p["measured"][x], p["measured"][y], _mix_label(p["weights"]), f"pinned {i + 1}")
+            (p["measured"][x], p["measured"][y], mix_label(p["weights"]), f"pinned {i + 1}")
             for i, p in enumerate(pinned)
             if {x, y} <= set(p.get("measured", {}))
         ]
@@ -581,7 +578,7 @@ class GridControls(Viewer):
             for p, t, sc in zip(prompt_texts(ds), texts, scores, strict=True)
         )
         head = "".join(f"<th>{html.escape(o)}</th>" for o in objectives)
-        label = html.escape(_mix_label(mix_dict(ds, index)))
+        label = html.escape(mix_label(mix_dict(ds, index)))
         return (
             f'<details class="grid-point" open><summary>Grid point {label}: responses per prompt</summary>'
             f"<table><tr><th>prompt</th><th>response</th>{head}</tr>{rows}</table></details>"
@@ -674,7 +671,7 @@ class CompareView(Viewer):
             unpin.on_click(partial(lambda i, e: s.unpin(i), i))
             cols.append(
                 pn.Column(
-                    pn.pane.HTML(f"<b>{html.escape(_mix_label(p['weights']))}</b>"),
+                    pn.pane.HTML(f"<b>{html.escape(mix_label(p['weights']))}</b>"),
                     pn.pane.HTML(f'<small class="pin-prompt">{"<br>".join(notes)}</small>'),
                     pn.pane.HTML(
                         f'<div class="pinned-response" style="white-space: pre-wrap">{body}</div>',

@@ -30,7 +30,7 @@ readable are maximized, concise is words, minimized):
 ``compare(evaluate, ...)`` takes any ``evaluate(mixes (B, N)) -> means (B, K)``, so the real
 engine plugs in: ``--demo`` measures the demo (SmolLM2 with its adapters: positive and concise,
 then positive, concise and readable, each adapter scored by its own objective) over the first
-``--prompts-limit`` held-out prompts, greedy, through ``explorer.evaluation.evaluate_grid`` and its
+``--prompts-limit`` held-out prompts, greedy, through ``explorer.frontier.evaluation.evaluate_grid`` and its
 cache. There the uniform lattices are the divisors of the finest (2 adapters: 1, 2, 4, 5, 10, 20,
 so 21 distinct mixes; 3 adapters: 1, 2, 4, 8, 45 mixes), every mix is generated once (a mix's
 scores do not depend on what shares its batch), and with no known front IGD+ is left out and the
@@ -50,9 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 from common import environment, finish, pick_device, pick_dtype, table  # bench/common.py, beside this script
 
-from explorer.adaptive import hypervolume, refine
-from explorer.frontier import default_reference
-from explorer.grid import simplex_lattice
+from explorer.frontier.adaptive import hypervolume, refine
+from explorer.frontier.grid import simplex_lattice
+from explorer.frontier.pareto import default_reference
 
 MAX, MIN = "maximize", "minimize"
 DENSE = {2: 2000, 3: 400}  # lattice resolution of the "true" front: 2,001 and 80,601 mixes
@@ -243,9 +243,9 @@ class MeasureOnce:
         from dataclasses import replace
 
         from explorer.demo import cache_dir
-        from explorer.evaluation import evaluate_grid
-        from explorer.grid import DECIMALS
-        from explorer.results import means
+        from explorer.frontier.evaluation import evaluate_grid
+        from explorer.frontier.grid import DECIMALS
+        from explorer.frontier.results import means
 
         keys = [tuple(np.round(w, DECIMALS) + 0.0) for w in mixes]
         todo = list(dict.fromkeys(k for k in keys if k not in self.measured))
@@ -259,7 +259,7 @@ class MeasureOnce:
 def demo(args: argparse.Namespace) -> dict:
     """label -> compare() on the demo model with 2 and 3 adapters, every mix generated once."""
     from explorer.demo import demo_adapters, demo_base
-    from explorer.grid import GridSpec
+    from explorer.frontier.grid import GridSpec
     from explorer.objectives import get_objective
     from explorer.prompts import HELDOUT, read_prompts
     from explorer.sampling import SamplingConfig

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from explorer.frontier.results import front_in_plane, intervals, load_results, means, n_mixes, objective_names
 from explorer.options import AppOptions
-from explorer.results import front_in_plane, intervals, load_results, means, n_mixes, objective_names
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_frontier.json"

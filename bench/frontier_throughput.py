@@ -37,7 +37,7 @@ from common import (  # bench/common.py, beside this script
 )
 from transformers import GenerationConfig
 
-from explorer.grid import simplex_lattice
+from explorer.frontier.grid import simplex_lattice
 
 
 def _generate(model, ids, mask, tokens: int, **kwargs) -> torch.Tensor:

@@ -68,6 +68,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from common import (  # noqa: E402
     SHAPES,
+    Merge,
     PeakMemory,
     Setup,
     environment,
@@ -81,7 +82,7 @@ from common import (  # noqa: E402
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from explorer.adapters import read_adapter  # noqa: E402
-from explorer.grid import simplex_lattice  # noqa: E402
+from explorer.frontier.grid import simplex_lattice  # noqa: E402
 from explorer.soup import Soup  # noqa: E402
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # 3 adapters of rank 8 on every attention projection
@@ -505,32 +506,6 @@ def section_correctness(run: Run) -> None:
 # (b) mix switch
 
 
-class MergeInto:
-    """Merging as a rewarded-soups user does: W = W0 + B_cat diag(g) A_cat written into every
-    target module's weight in its own dtype, from a kept copy of W0 (one addmm per module)."""
-
-    def __init__(self, setup: Setup, names: list[str]):
-        self.soup = load_soup(setup, names)
-        self.soup.close()  # only its stacked factors are used
-        self.modules = {m: setup.model.get_submodule(m) for m in self.soup.target_modules}
-        self.originals = {m: mod.weight.detach().clone() for m, mod in self.modules.items()}
-        self.device, self.dtype = setup.device, setup.dtype
-
-    def __call__(self, weights: torch.Tensor) -> None:
-        """Merge the mix ``weights`` (N,)."""
-        w = weights.to(self.device, self.dtype)
-        with torch.no_grad():
-            for m, mod in self.modules.items():
-                stack = self.soup.stacks[m]
-                gate = w[list(stack.slots)]  # (R,)
-                mod.weight.copy_(self.originals[m]).addmm_(stack.B, gate[:, None] * stack.A)
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for m, mod in self.modules.items():
-                mod.weight.copy_(self.originals[m])
-
-
 def cast_lora(model, dtype: torch.dtype) -> None:
     """PEFT keeps float32 adapter files in float32; cast them to the model's dtype, as the soup does."""
     for name, p in model.named_parameters():
@@ -556,7 +531,7 @@ def switch_soup(setup: Setup, names: list[str], repeat: int) -> tuple[float, int
 
 
 def switch_merge(setup: Setup, names: list[str], repeat: int) -> tuple[float, int | None]:
-    merge = MergeInto(setup, names)
+    merge = Merge(setup, names)
     mixes = mix_tensor(SWITCH_MIXES)
     k = {"i": 0}
 
@@ -695,7 +670,7 @@ def grid_soup(setup: Setup, names: list[str], grid: Grid) -> float:
 def grid_merge_each(setup: Setup, names: list[str], grid: Grid, measure: int | None) -> tuple[float, int]:
     """One mix at a time: merge, then generate its prompts; ``measure`` mixes timed, scaled to all.
     Returns (seconds for the whole grid, mixes measured)."""
-    merge = MergeInto(setup, names)
+    merge = Merge(setup, names)
     one = Grid(
         grid.mixes[:1],
         grid.ids[: grid.prompts],

@@ -17,7 +17,14 @@ import numpy as np
 
 def main(args: argparse.Namespace) -> dict:
     from explorer.demo import demo_adapters, demo_base
-    from explorer.results import adapter_names, load_results, mix_dict, prompt_texts, row_texts, sampling_of
+    from explorer.frontier.results import (
+        adapter_names,
+        load_results,
+        mix_dict,
+        prompt_texts,
+        row_texts,
+        sampling_of,
+    )
     from explorer.sampling import generate
     from explorer.soup import Soup
 

@@ -250,7 +250,7 @@ class _Generate(_Base):
             return [{"messages": chat_messages(body)}]
         return [{"prompt": p, "chat": False} for p in completion_prompts(body)]
 
-    def head(self, ident: str, request: ApiRequest) -> dict:
+    def header(self, ident: str, request: ApiRequest) -> dict:
         kind = "chat.completion" if self.chat else "text_completion"
         return {"id": ident, "object": kind, "created": int(time.time()), "model": request.model}
 
@@ -262,7 +262,7 @@ class _Generate(_Base):
 
     def answer(self, ident: str, request: ApiRequest, outs: Sequence[Completion]) -> dict:
         return {
-            **self.head(ident, request),
+            **self.header(ident, request),
             "choices": [self.choice(i, o) for i, o in enumerate(outs)],
             "usage": usage(outs, request.n),
             "mix": request.mix,
@@ -271,7 +271,7 @@ class _Generate(_Base):
     def delta(
         self, ident: str, request: ApiRequest, index: int, text: str | None, finish: str | None
     ) -> dict:
-        head = self.head(ident, request)
+        head = self.header(ident, request)
         if self.chat:
             head["object"] = "chat.completion.chunk"
             delta = {} if text is None else {"role": "assistant", "content": text}
@@ -303,7 +303,7 @@ class _Generate(_Base):
         getter.cancel()
         if request.include_usage:
             outs = [t.future.result() for t in self.tickets]
-            await self.send({**self.head(ident, request), "choices": [], "usage": usage(outs, request.n)})
+            await self.send({**self.header(ident, request), "choices": [], "usage": usage(outs, request.n)})
         self.write("data: [DONE]\n\n")
         self.finish()
 

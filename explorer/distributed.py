@@ -1,5 +1,5 @@
 """The frontier grid on a Ray cluster: one Ray actor per worker loads the soup once and generates
-and scores the chunks it is given; the driver (``explorer.evaluation.run_grid``) keeps the journal,
+and scores the chunks it is given; the driver (``explorer.frontier.evaluation.run_grid``) keeps the journal,
 the cache and the results exactly as a local run does, so cache keys, resume and the netCDF file
 are the same, and so are the results (every chunk holds the same rows as in a local run).
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.errors import SoupError
-from explorer.evaluation import ChunkResult, LocalExecutor, Row, cancel_criteria, run_chunk
-from explorer.grid import GridSpec
+from explorer.frontier.evaluation import ChunkResult, LocalExecutor, Row, cancel_criteria, run_chunk
+from explorer.frontier.grid import GridSpec
 from explorer.soup import Soup
 
 try:  # the optional extra; without it, --ray says how to install it
@@ -189,7 +189,7 @@ def _unwrap(err: Exception) -> Exception:
 
 
 class RayExecutor:
-    """Runs a grid's chunks on Ray workers (``explorer.evaluation.ChunkExecutor``).
+    """Runs a grid's chunks on Ray workers (``explorer.frontier.evaluation.ChunkExecutor``).
 
     ``RayExecutor.start(load, options)`` connects, checks the cluster's resources, starts the
     workers and waits until each has loaded the soup (``load()`` runs on the worker: every node

@@ -38,9 +38,9 @@ from transformers.pytorch_utils import Conv1D
 from explorer import __version__
 from explorer.adapters import LoraModule, read_adapter
 from explorer.atomic import atomic_write
-from explorer.cache import soup_fingerprint
 from explorer.errors import SoupError
 from explorer.fingerprint import changed_files, folder_hashes
+from explorer.frontier.cache import soup_fingerprint
 from explorer.mix import check_mix
 from explorer.soup import Soup
 
@@ -170,7 +170,7 @@ def export_mix(
     """Export the mix ``weights`` of ``soup`` to the folder ``out`` in ``format``, with its recipe.
 
     ``rank`` is required for ``lowrank``. ``scores`` (objective -> {mean, ci_low, ci_high}) and
-    ``choice`` (how the mix was chosen: ``explorer.choose.Choice.to_dict()``), when given, are
+    ``choice`` (how the mix was chosen: ``explorer.frontier.choose.Choice.to_dict()``), when given, are
     written to the recipe. Everything is checked before anything is written.
     """
     w = check_mix(weights, soup.names)

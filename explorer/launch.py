@@ -10,13 +10,13 @@ from pathlib import Path
 
 import xarray as xr
 
-from explorer.cache import load_cached
 from explorer.config import ModelOptions
 from explorer.demo import cache_dir, demo_adapters, demo_base
 from explorer.distributed import RayExecutor
 from explorer.errors import SoupError
-from explorer.evaluation import ChunkExecutor
-from explorer.grid import MIN_OBJECTIVES, GridSpec
+from explorer.frontier.cache import load_cached
+from explorer.frontier.evaluation import ChunkExecutor
+from explorer.frontier.grid import MIN_OBJECTIVES, GridSpec
 from explorer.objectives import BUILTINS, Objective, get_objective, get_objectives
 from explorer.options import AppOptions
 from explorer.prompts import HELDOUT, read_prompts

@@ -55,7 +55,7 @@ class Objective:
 
     name: str
     scorer: Scorer = field(repr=False, compare=False)
-    direction: Direction = MAXIMIZE  # "maximize" or "minimize" are taken too
+    direction: Direction = MAXIMIZE  # the strings "maximize" and "minimize" are taken too
     unit: str = ""
     version: str = "1"  # changes whenever the scorer's numbers would change (part of cache keys)
     timeout_s: float | None = field(default=SCORER_TIMEOUT_S, compare=False)  # per call; None: no limit
@@ -272,6 +272,7 @@ def get_objective(spec: str, *, name: str | None = None, direction: str | None =
     """The objective that ``spec`` names: a built-in name, ``module:function``,
     ``file.py:function``, ``reward:FOLDER`` or a reward-model folder. ``name``/``direction``
     override the defaults (the spec's last part, and ``maximize``)."""
+    given = Direction.of(direction, what="--direction") if direction else None
     if not isinstance(spec, str) or not spec.strip():
         raise SoupError(f"an objective must be named, got {spec!r}; known: {sorted(BUILTINS)}")
     spec = spec.strip()
@@ -282,18 +283,18 @@ def get_objective(spec: str, *, name: str | None = None, direction: str | None =
         scorer = reward_model_scorer(folder)  # checks the folder first
         files = json.dumps(folder_hashes(Path(folder).expanduser()), sort_keys=True)
         version = "files:" + hashlib.sha256(files.encode()).hexdigest()[:16]  # a retrained model: new key
-        obj = Objective(name or Path(folder).name, scorer, direction or MAXIMIZE, "reward", version)
+        obj = Objective(name or Path(folder).name, scorer, given or MAXIMIZE, "reward", version)
     elif ":" in spec:
         fn = user_function(spec)
         version = "source:" + source_sha256(fn)[:16]  # a fixed scorer: new key, no stale results
-        obj = Objective(name or spec.rpartition(":")[2], batched(fn), direction or MAXIMIZE, "", version)
+        obj = Objective(name or spec.rpartition(":")[2], batched(fn), given or MAXIMIZE, "", version)
     else:
         raise SoupError(
             f"unknown objective {spec!r}: use one of {sorted(BUILTINS)}, a Python function as "
             "'module:function' or 'file.py:function', or a reward-model folder as 'reward:PATH'"
         )
     if name or direction:
-        obj = Objective(name or obj.name, obj.scorer, direction or obj.direction, obj.unit, obj.version)
+        obj = Objective(name or obj.name, obj.scorer, given or obj.direction, obj.unit, obj.version)
     return obj
 
 

@@ -221,6 +221,22 @@ def stop_token_ids(soup: Soup) -> list[int]:
     return ids
 
 
+def check_rows(
+    soup: Soup, prompts: Sequence[str], weights: Weights, sample_ids: Sequence[int] | None
+) -> tuple[torch.Tensor, list[int]]:
+    """The rows' mixes (1 or len(prompts), N) and sample ids (default 0) of a batched generation,
+    checked against the number of prompts."""
+    w = soup.weights_tensor(weights)  # (rows, N)
+    if w.shape[0] not in (1, len(prompts)):
+        raise SoupError(
+            f"{w.shape[0]} mixes given for {len(prompts)} prompts: give one mix, or one per prompt"
+        )
+    ids = [0] * len(prompts) if sample_ids is None else list(sample_ids)
+    if len(ids) != len(prompts):
+        raise SoupError(f"{len(ids)} sample ids given for {len(prompts)} prompts")
+    return w, ids
+
+
 def generate(
     soup: Soup,
     prompts: Sequence[str],
@@ -245,14 +261,7 @@ def generate(
     config = config or SamplingConfig()
     if max_new_tokens is not None:
         config = SamplingConfig(max_new_tokens, config.temperature, config.top_p, config.seed)
-    w = soup.weights_tensor(weights)  # (rows, N)
-    if w.shape[0] not in (1, len(prompts)):
-        raise SoupError(
-            f"{w.shape[0]} mixes given for {len(prompts)} prompts: give one mix, or one per prompt"
-        )
-    sample_ids = [0] * len(prompts) if sample_ids is None else list(sample_ids)
-    if len(sample_ids) != len(prompts):
-        raise SoupError(f"{len(sample_ids)} sample ids given for {len(prompts)} prompts")
+    w, sample_ids = check_rows(soup, prompts, weights, sample_ids)
     enc = encode_prompts(soup.tokenizer, prompts, chat=chat)
     check_prompt_lengths(soup, enc["attention_mask"].sum(dim=1).tolist(), int(config.max_new_tokens))
     stops = stop_token_ids(soup)

@@ -46,6 +46,7 @@ from explorer.sampling import (
     Generations,
     SamplingConfig,
     check_prompt_lengths,
+    check_rows,
     encode_messages,
     encode_prompts,
     next_tokens,
@@ -145,12 +146,17 @@ class _Batch:
         self.rows, self.cache, self.mask, self.weights = rows, cache, mask, weights
 
     def mergeable(self) -> bool:
+        """Plain key/value layers only (a sliding-window or linear-attention cache is not padded)."""
         return all(type(layer) is DynamicLayer for layer in self.cache.layers)
+
+    def _layers(self) -> list[Any]:
+        """The cache's layers, each with ``keys`` and ``values`` (B, heads, T, head_dim)."""
+        return list(self.cache.layers)
 
     def merge(self, other: _Batch) -> None:
         """Append ``other``'s rows: both caches left-padded to the longer one, then concatenated."""
         length = max(self.mask.shape[1], other.mask.shape[1])
-        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+        for mine, theirs in zip(self._layers(), other._layers(), strict=True):
             mine.keys = torch.cat([_pad_left(mine.keys, length, 2), _pad_left(theirs.keys, length, 2)])
             mine.values = torch.cat([_pad_left(mine.values, length, 2), _pad_left(theirs.values, length, 2)])
         self.mask = torch.cat([_pad_left(self.mask, length, 1), _pad_left(other.mask, length, 1)])
@@ -169,7 +175,7 @@ class _Batch:
         used = self.mask.any(dim=0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
         if start and self.mergeable():
-            for layer in self.cache.layers:
+            for layer in self._layers():
                 layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
             self.mask = self.mask[:, start:]
 
@@ -293,14 +299,7 @@ class Scheduler:
         mix ``weights[b]`` (or one mix for all), batched with whatever else runs. Blocks until
         every row ends; raises ``Cancelled`` when ``cancel`` was set before they all ended."""
         config = config or SamplingConfig()
-        w = self.soup.weights_tensor(weights)
-        if w.shape[0] not in (1, len(prompts)):
-            raise SoupError(
-                f"{w.shape[0]} mixes given for {len(prompts)} prompts: give one mix, or one per prompt"
-            )
-        sample_ids = [0] * len(prompts) if sample_ids is None else list(sample_ids)
-        if len(sample_ids) != len(prompts):
-            raise SoupError(f"{len(sample_ids)} sample ids given for {len(prompts)} prompts")
+        w, sample_ids = check_rows(self.soup, prompts, weights, sample_ids)
         cancel = cancel or threading.Event()
         tickets = []
         try:
@@ -390,7 +389,8 @@ class Scheduler:
             return {}
         top = min(busy)
         room = self.max_rows - sum(len(b.rows) for b in self._lanes.get(top, []))
-        admitted, keep = [], []
+        admitted: list[_Request] = []
+        keep: list[_Request] = []
         for r in sorted(self._waiting, key=lambda r: (r.priority, r.order)):
             if r.priority != top or len(admitted) >= room:
                 keep.append(r)

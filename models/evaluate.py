@@ -102,7 +102,7 @@ def generate_all(soup, prompts, mixes, *, max_new_tokens: int, batch_size: int):
 
 def main(args: argparse.Namespace) -> dict:
     from explorer.demo import demo_adapters, demo_base
-    from explorer.frontier import bootstrap_mean_ci, pareto_mask
+    from explorer.frontier.pareto import bootstrap_mean_ci, pareto_mask
     from explorer.objectives import get_objective
     from explorer.prompts import HELDOUT, read_prompts
     from explorer.sampling import DEFAULT_MAX_NEW_TOKENS

@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from explorer.adaptive import _edges, hypervolume, propose, refine
 from explorer.errors import SoupError
-from explorer.frontier import default_reference
-from explorer.frontier import hypervolume as exact_hypervolume
-from explorer.grid import simplex_lattice
+from explorer.frontier.adaptive import _edges, hypervolume, propose, refine
+from explorer.frontier.grid import simplex_lattice
+from explorer.frontier.pareto import default_reference
+from explorer.frontier.pareto import hypervolume as exact_hypervolume
 
 MAX, MIN = "maximize", "minimize"
 NAN = float("nan")

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from explorer.app.choose_state import Chooser
-from explorer.choose import Measured, pick_knee
-from explorer.grid import GridSpec, weight_grid
+from explorer.frontier.choose import Measured, pick_knee
+from explorer.frontier.grid import GridSpec, weight_grid
+from explorer.frontier.results import empty_results, fill_rows, summarize
 from explorer.objectives import BUILTINS
-from explorer.results import empty_results, fill_rows, summarize
 from tests.tiny import LETTERS, TINY_PROMPTS
 
 NAMES = ("helpful", "concise", "positive")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from explorer.choose import (
+from explorer.errors import SoupError
+from explorer.frontier.choose import (
     Constraint,
     Measured,
     NoFeasibleMix,
@@ -20,7 +21,6 @@ from explorer.choose import (
     pick_knee,
     pick_preference,
 )
-from explorer.errors import SoupError
 
 MAX, MIN = "maximize", "minimize"
 NAN = float("nan")
@@ -310,7 +310,7 @@ def test_knee_with_constraints_and_small_fronts():
 
 
 def results_dataset(mean, low, high, weights, objectives, directions) -> xr.Dataset:
-    """The per-mix part of a results dataset, laid out as explorer.evaluation writes it."""
+    """The per-mix part of a results dataset, laid out as explorer.frontier.evaluation writes it."""
     dims = ("mix", "objective")
     return xr.Dataset(
         {

@@ -16,8 +16,8 @@ import pytest
 import torch
 from transformers import GPT2Config, LlamaConfig
 
-from explorer.evaluation import auto_batch_size
-from explorer.grid import simplex_lattice
+from explorer.frontier.evaluation import auto_batch_size
+from explorer.frontier.grid import simplex_lattice
 from explorer.sampling import SamplingConfig, encode_prompts, generate, stop_token_ids
 from explorer.soup import Soup
 from tests.test_soup import PROMPTS, batch_inputs, merged_copy

@@ -9,11 +9,11 @@ import pytest
 import xarray as xr
 
 from explorer.errors import SoupError
-from explorer.evaluation import evaluate_grid
-from explorer.frontier import pareto_mask
-from explorer.grid import GridSpec, weight_grid
+from explorer.frontier.evaluation import evaluate_grid
+from explorer.frontier.grid import GridSpec, weight_grid
+from explorer.frontier.pareto import pareto_mask
+from explorer.frontier.results import estimate, load_results, save_results
 from explorer.objectives import BUILTINS
-from explorer.results import estimate, load_results, save_results
 from explorer.sampling import SamplingConfig, generate
 from tests.tiny import LETTERS, letters
 
@@ -85,12 +85,12 @@ def test_save_and_load_round_trip(llama_soup64, tmp_path):
 def test_cached_run_returns_without_generating(llama_soup64, tmp_path, monkeypatch):
     spec = spec_for(llama_soup64)
     first = evaluate_grid(llama_soup64, spec, batch_size=16, cache=tmp_path)
-    import explorer.evaluation
+    import explorer.frontier.evaluation
 
     def no_generation(*args, **kwargs):
         raise AssertionError("a cached run generated again")
 
-    monkeypatch.setattr(explorer.evaluation, "generate", no_generation)
+    monkeypatch.setattr(explorer.frontier.evaluation, "generate", no_generation)
     again = evaluate_grid(llama_soup64, spec, batch_size=16, cache=tmp_path)
     assert again["text"].values.tolist() == first["text"].values.tolist()
     other = GridSpec(spec.mixes, spec.prompts, spec.objectives, 1, SamplingConfig(max_new_tokens=9))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from explorer.errors import SoupError
-from explorer.frontier import bootstrap_mean_ci, default_reference, hypervolume, pareto_mask
+from explorer.frontier.pareto import bootstrap_mean_ci, default_reference, hypervolume, pareto_mask
 
 MAX, MIN = "maximize", "minimize"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from explorer.errors import SoupError
-from explorer.grid import weight_grid
+from explorer.frontier.grid import weight_grid
 
 
 def test_sizes_match_the_lattice_formula():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from explorer.cli import main
-from explorer.grid import weight_grid
-from explorer.results import load_results
+from explorer.frontier.grid import weight_grid
+from explorer.frontier.results import load_results
 
 
 @pytest.fixture
@@ -63,9 +63,9 @@ def test_grid_writes_results_and_prints_a_summary(grid_argv, tmp_path, capsys, m
     ],
 )
 def test_bad_grid_options_fail_before_loading(grid_argv, tmp_path, capsys, monkeypatch, extra, words):
-    import explorer.grid_cli
+    import explorer.cli.grid
 
-    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr(explorer.cli.grid, "open_soup", lambda *a: pytest.fail("loaded the model"))
     assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), *extra]) == 2
     assert words in capsys.readouterr().err
 
@@ -111,7 +111,7 @@ def test_output_in_a_missing_folder_or_a_folder(grid_argv, tmp_path, capsys):
 
 
 def test_adaptive_grid_refines_in_rounds_into_one_results_file(grid_argv, tmp_path, capsys, monkeypatch):
-    import explorer.evaluation
+    import explorer.frontier.evaluation
 
     monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "front.nc"
@@ -132,7 +132,9 @@ def test_adaptive_grid_refines_in_rounds_into_one_results_file(grid_argv, tmp_pa
     assert "lattice: 7 mixes" in err and "round 2: +1 mix, 10 in all" in err
     assert len(list((tmp_path / "cache" / "frontiers").glob("*.nc"))) == 3  # each round cached
     # a rerun reads every round back from the cache: nothing is generated
-    monkeypatch.setattr(explorer.evaluation, "generate", lambda *a, **k: pytest.fail("generated again"))
+    monkeypatch.setattr(
+        explorer.frontier.evaluation, "generate", lambda *a, **k: pytest.fail("generated again")
+    )
     again = tmp_path / "again.nc"
     assert main([*argv[: argv.index("--out")], "--out", str(again), *argv[argv.index("--out") + 2 :]]) == 0
     assert load_results(again)["weights"].values.tolist() == weights.tolist()
@@ -149,26 +151,26 @@ def test_adaptive_grid_refines_in_rounds_into_one_results_file(grid_argv, tmp_pa
     ],
 )
 def test_bad_adaptive_options_fail_before_loading(grid_argv, tmp_path, capsys, monkeypatch, extra, words):
-    import explorer.grid_cli
+    import explorer.cli.grid
 
-    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr(explorer.cli.grid, "open_soup", lambda *a: pytest.fail("loaded the model"))
     assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), *extra]) == 2
     assert words in capsys.readouterr().err
 
 
 def test_a_budget_below_the_lattice_fails_before_generating(grid_argv, tmp_path, capsys, monkeypatch):
-    import explorer.evaluation
+    import explorer.frontier.evaluation
 
-    monkeypatch.setattr(explorer.evaluation, "generate", lambda *a, **k: pytest.fail("generated"))
+    monkeypatch.setattr(explorer.frontier.evaluation, "generate", lambda *a, **k: pytest.fail("generated"))
     assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), "--adaptive", "--budget", "5"]) == 2
     assert "a budget of 5 mixes does not cover the 7 of the initial grid" in capsys.readouterr().err
 
 
 def test_a_big_grid_is_refused_before_loading_without_yes(grid_argv, tmp_path, capsys, monkeypatch):
-    import explorer.grid_cli
+    import explorer.cli.grid
 
-    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
-    monkeypatch.setattr(explorer.grid_cli, "weight_grid", lambda *a, **k: pytest.fail("made the lattice"))
+    monkeypatch.setattr(explorer.cli.grid, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr(explorer.cli.grid, "weight_grid", lambda *a, **k: pytest.fail("made the lattice"))
     out = tmp_path / "f.nc"
     argv = [*grid_argv, "--out", str(out)]
     argv[argv.index("--resolution") + 1] = "1000"  # 3 adapters: 501,501 mixes x 2 prompts
@@ -181,9 +183,9 @@ def test_a_big_grid_is_refused_before_loading_without_yes(grid_argv, tmp_path, c
 
 
 def test_an_adaptive_budget_counts_its_mixes_and_its_first_lattice(grid_argv, tmp_path, capsys, monkeypatch):
-    import explorer.grid_cli
+    import explorer.cli.grid
 
-    monkeypatch.setattr(explorer.grid_cli, "open_soup", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr(explorer.cli.grid, "open_soup", lambda *a: pytest.fail("loaded the model"))
     out = tmp_path / "f.nc"
     argv = [*grid_argv, "--out", str(out), "--adaptive", "--budget", "60000"]  # 60,000 mixes x 2 prompts
     assert main(argv) == 2
@@ -203,7 +205,7 @@ def test_a_small_grid_prints_its_budget_and_yes_runs_a_big_one(grid_argv, tmp_pa
     assert "budget: 7 mixes x 2 prompts x 1 samples = 14 rows, at most 84 new tokens, about 1 s" in err
     assert err.index("budget:") < err.index("grid")  # before the progress bar
     out.unlink()  # the same 14 rows, now above a threshold of 10
-    monkeypatch.setattr("explorer.grid_cli.check_budget", _check_budget_with_limit(10))
+    monkeypatch.setattr("explorer.cli.grid.check_budget", _check_budget_with_limit(10))
     assert main([*grid_argv, "--out", str(out)]) == 2
     assert "14 rows is more than 10 (about 1 s): pass --yes" in capsys.readouterr().err and not out.exists()
     assert main([*grid_argv, "--out", str(out), "--yes"]) == 0
@@ -211,6 +213,6 @@ def test_a_small_grid_prints_its_budget_and_yes_runs_a_big_one(grid_argv, tmp_pa
 
 
 def _check_budget_with_limit(limit):
-    from explorer.grid import check_budget
+    from explorer.frontier.grid import check_budget
 
     return lambda budget, *, confirmed: check_budget(budget, confirmed=confirmed, limit=limit)

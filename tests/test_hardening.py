@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.cache import cache_key, soup_fingerprint
 from explorer.cli import main
 from explorer.errors import SoupError
-from explorer.grid import GridSpec
+from explorer.frontier.cache import cache_key, soup_fingerprint
+from explorer.frontier.grid import GridSpec
 from explorer.mix import parse_weights
 from explorer.objectives import Objective, get_objective
 from explorer.sampling import SamplingConfig, generate
@@ -284,9 +284,9 @@ def test_a_truncated_cached_front_is_moved_aside_and_computed_again(grid_argv, t
 
 
 def test_damaged_journal_lines_are_skipped_and_generated_again(soup_files, tmp_path):
-    from explorer.cache import RunFiles
-    from explorer.evaluation import evaluate_grid
-    from explorer.results import done_mask, row_texts
+    from explorer.frontier.cache import RunFiles
+    from explorer.frontier.evaluation import evaluate_grid
+    from explorer.frontier.results import done_mask, row_texts
 
     soup = Soup.load(*soup_files, device="cpu", dtype="float64")
     spec = GridSpec.on_simplex(

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from explorer.cli import main
-from explorer.results import save_results
+from explorer.frontier.results import save_results
 from tests.test_choose import MAX, MIN, TWO, TWO_HIGH, TWO_LOW, T, results_dataset
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from explorer.errors import SoupError
-from explorer.evaluation import evaluate_grid, run_grid
-from explorer.grid import GridSpec, weight_grid
+from explorer.frontier.evaluation import evaluate_grid, run_grid
+from explorer.frontier.grid import GridSpec, weight_grid
 from explorer.objectives import BUILTINS, Objective
 from explorer.sampling import SamplingConfig
 from explorer.soup import Soup
@@ -180,8 +180,8 @@ def cli_argv(files, tmp_path, *extra):
 
 
 def test_an_adaptive_grid_on_ray_equals_the_local_one(executor, local_soup):
-    from explorer.adaptive_grid import evaluate_adaptive
-    from explorer.evaluation import LocalExecutor
+    from explorer.frontier.adaptive_grid import evaluate_adaptive
+    from explorer.frontier.evaluation import LocalExecutor
 
     spec = spec_for(local_soup.names)
     local = evaluate_adaptive(LocalExecutor(local_soup), spec, budget=9, round_size=2, batch_size=BATCH)
@@ -224,7 +224,7 @@ def test_cli_without_ray_installed_says_how_to_get_it(files, tmp_path, capsys, m
 
 def test_cli_grid_on_ray_equals_the_local_cli_grid(executor, files, tmp_path, monkeypatch):
     from explorer.cli import main
-    from explorer.results import load_results
+    from explorer.frontier.results import load_results
 
     monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
     local, spread = tmp_path / "local.nc", tmp_path / "ray.nc"

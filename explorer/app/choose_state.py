@@ -1,6 +1,6 @@
 """The Choose panel's state for one session: a bound per objective, the rule, and the mix it picks.
 
-The rules are ``explorer.choose``'s, over the session's frontier (``Session.results``): the best
+The rules are ``explorer.frontier.choose``'s, over the session's frontier (``Session.results``): the best
 mix on one objective, the mix closest to the ideal under preference weights, or the knee; every
 rule keeps to the mixes that meet the bounds. Everything here is derived on the session's page
 thread whenever the frontier or a setting changes (a front of hundreds of mixes takes
@@ -15,7 +15,9 @@ import numpy as np
 import param
 
 from explorer.app.state import Session
-from explorer.choose import (
+from explorer.direction import MAXIMIZE
+from explorer.errors import SoupError
+from explorer.frontier.choose import (
     Choice,
     Constraint,
     Measured,
@@ -24,9 +26,7 @@ from explorer.choose import (
     pick_knee,
     pick_preference,
 )
-from explorer.direction import MAXIMIZE
-from explorer.errors import SoupError
-from explorer.results import is_summarized
+from explorer.frontier.results import is_summarized
 
 METHODS = {"best on one": "constraint", "preference": "preference", "knee": "knee"}  # label -> rule
 
@@ -54,7 +54,7 @@ class Chooser(param.Parameterized):
     knee_method: param.Selector = param.Selector(
         default="tradeoff",
         objects={"largest trade-off": "tradeoff", "farthest from the ideal-nadir line": "distance"},
-        doc="'knee': how the knee is found (explorer.choose.knee_scores)",
+        doc="'knee': how the knee is found (explorer.frontier.choose.knee_scores)",
     )
 
     # derived from the frontier and the settings above
@@ -62,7 +62,7 @@ class Chooser(param.Parameterized):
         default={}, doc="objective -> (low, high) over the measured means and their intervals"
     )
     feasible = param.Array(default=None, allow_None=True, doc="(M,) measured mixes that meet every bound")
-    choice = param.Parameter(default=None, doc="the chosen mix (explorer.choose.Choice), or None")
+    choice = param.Parameter(default=None, doc="the chosen mix (explorer.frontier.choose.Choice), or None")
     problem = param.String(default="", doc="why no mix is chosen: no frontier yet, or none meets the bounds")
 
     def __init__(self, **params):

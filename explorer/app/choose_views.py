@@ -15,8 +15,8 @@ from panel.viewable import Viewer
 
 from explorer.app.choose_state import Chooser
 from explorer.direction import MAXIMIZE
+from explorer.frontier.results import is_summarized, means, objective_names
 from explorer.mix import mix_label
-from explorer.results import is_summarized, means, objective_names
 
 GREY, STEPS = "#e4e7eb", 200  # excluded mixes' colour; slider steps over an objective's range
 

@@ -22,13 +22,13 @@ import param
 import xarray as xr
 
 from explorer.errors import SoupError
-from explorer.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
 from explorer.export import export_mix
-from explorer.grid import GridSpec
+from explorer.frontier.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
+from explorer.frontier.grid import GridSpec
+from explorer.frontier.results import is_complete, is_summarized, means, mix_scores, objective_names
 from explorer.launch import AppSetup
 from explorer.mix import file_label
 from explorer.objectives import Objective
-from explorer.results import is_complete, is_summarized, means, mix_scores, objective_names
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, Generations, SamplingConfig
 from explorer.scheduler import Priority, Scheduler
 from explorer.soup import Soup

@@ -20,9 +20,7 @@ import param
 from explorer.app.engine import Engine, GridRun
 from explorer.errors import SoupError
 from explorer.export import FORMATS
-from explorer.mix import check_mix
-from explorer.prompts import parse_prompts
-from explorer.results import (
+from explorer.frontier.results import (
     adapter_names,
     estimate,
     is_summarized,
@@ -34,6 +32,8 @@ from explorer.results import (
     samples_of,
     sampling_of,
 )
+from explorer.mix import check_mix
+from explorer.prompts import parse_prompts
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
 
 T = TypeVar("T")
@@ -121,7 +121,7 @@ class Session(param.Parameterized):
     choice = param.Dict(
         default=None,
         allow_None=True,
-        doc="how the mix on the sliders was chosen (explorer.choose.Choice.to_dict(), set by the Choose "
+        doc="how the mix on the sliders was chosen (explorer.frontier.choose.Choice.to_dict(), set by the Choose "
         "panel's Load, cleared when the sliders move off it): exports write it into the recipe",
     )
 

@@ -23,8 +23,7 @@ from panel.viewable import Viewer
 from explorer.app.compare import highlight_differences
 from explorer.app.engine import describe_sampling, shown_path
 from explorer.app.state import MAX_PINS, Session
-from explorer.mix import mix_label
-from explorer.results import (
+from explorer.frontier.results import (
     adapter_names,
     direction_of,
     done_mask,
@@ -44,6 +43,7 @@ from explorer.results import (
     row_texts,
     save_results,
 )
+from explorer.mix import mix_label
 from explorer.sampling import SamplingConfig
 
 SIMPLEX_RANGE, FREE_RANGE = (0.0, 1.0), (-1.0, 2.0)

@@ -15,10 +15,10 @@ from pathlib import Path
 from explorer.config import ModelOptions
 from explorer.errors import SoupError
 from explorer.export import FORMATS, check_format, export_mix, read_recipe
+from explorer.frontier.results import load_results, mix_scores
 from explorer.launch import open_soup
 from explorer.mix import check_mix, parse_weights
 from explorer.options import options_from_args
-from explorer.results import load_results, mix_scores
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
@@ -92,7 +92,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def read_choice(path: str) -> dict:
-    """A choice written by ``explorer pick --out`` (``explorer.choose.Choice.to_dict()``)."""
+    """A choice written by ``explorer pick --out`` (``explorer.frontier.choose.Choice.to_dict()``)."""
     file = Path(path).expanduser()
     try:
         data = json.loads(file.read_text(encoding="utf-8"))

@@ -14,15 +14,16 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from explorer.adaptive import Round, check_installed
-from explorer.adaptive_grid import evaluate_adaptive
 from explorer.atomic import check_output_path
+from explorer.cli.ray import add_ray_args, progress_text, ray_options_from_args, start_ray
 from explorer.config import ModelOptions
 from explorer.demo import cache_dir, demo_adapters
 from explorer.distributed import RayOptions
 from explorer.errors import SoupError
-from explorer.evaluation import ChunkExecutor, LocalExecutor, Progress, run_grid
-from explorer.grid import (
+from explorer.frontier.adaptive import Round, check_installed
+from explorer.frontier.adaptive_grid import evaluate_adaptive
+from explorer.frontier.evaluation import ChunkExecutor, LocalExecutor, Progress, run_grid
+from explorer.frontier.grid import (
     MAX_MIXES,
     MAX_ROWS,
     Budget,
@@ -32,13 +33,7 @@ from explorer.grid import (
     count_mixes,
     weight_grid,
 )
-from explorer.launch import choose_objectives, open_soup
-from explorer.mix import parse_weights
-from explorer.objectives import get_objectives
-from explorer.options import objective_specs, options_from_args
-from explorer.prompts import HELDOUT, read_prompts
-from explorer.ray_cli import add_ray_args, progress_text, ray_options_from_args, start_ray
-from explorer.results import (
+from explorer.frontier.results import (
     adapter_names,
     directions,
     hypervolume_of,
@@ -52,6 +47,11 @@ from explorer.results import (
     reference_of,
     save_results,
 )
+from explorer.launch import choose_objectives, open_soup
+from explorer.mix import parse_weights
+from explorer.objectives import get_objectives
+from explorer.options import objective_specs, options_from_args
+from explorer.prompts import HELDOUT, read_prompts
 from explorer.runtime import resolve_device
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
 

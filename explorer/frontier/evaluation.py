@@ -1,8 +1,8 @@
 """Evaluate a grid of mixes: every (mix, prompt, sample) is a row of batched generation through
 the gated soup, in chunks; each chunk is scored by every objective as soon as it is generated.
 
-The results layout is ``explorer.results``; the cache and the journal a cancelled run resumes
-from are ``explorer.cache``; this module plans the rows and runs the loop.
+The results layout is ``explorer.frontier.results``; the cache and the journal a cancelled run resumes
+from are ``explorer.frontier.cache``; this module plans the rows and runs the loop.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import torch
 import xarray as xr
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from explorer.cache import RunFiles, key_of, soup_fingerprint
 from explorer.errors import SoupError
-from explorer.grid import GridSpec
-from explorer.results import done_mask, empty_results, fill_rows, summarize
+from explorer.frontier.cache import RunFiles, key_of, soup_fingerprint
+from explorer.frontier.grid import GridSpec
+from explorer.frontier.results import done_mask, empty_results, fill_rows, summarize
 from explorer.sampling import check_prompt_lengths, generate, prompt_lengths
 from explorer.scheduler import Cancelled, Priority, Scheduler
 from explorer.soup import Soup
@@ -138,7 +138,7 @@ class ChunkExecutor(Protocol):
     names: tuple[str, ...]
 
     def fingerprint(self) -> dict:
-        """The soup's fingerprint (``explorer.cache.soup_fingerprint``) where the chunks run."""
+        """The soup's fingerprint (``explorer.frontier.cache.soup_fingerprint``) where the chunks run."""
         ...
 
     def plan(self, spec: GridSpec) -> list[Row]:

@@ -1,5 +1,5 @@
 """Pareto fronts, hypervolume and bootstrap intervals over mixes' objective scores: numeric kernels
-on plain arrays (the results dataset and its summaries are ``explorer.results``).
+on plain arrays (the results dataset and its summaries are ``explorer.frontier.results``).
 
 Convention: scores are "as measured" and every function takes each objective's direction
 (``"maximize"`` or ``"minimize"``); they are turned into "higher is better" here and only here.

@@ -1,5 +1,5 @@
 """An adaptive frontier grid: a coarse lattice, then rounds of mixes where the front is
-(``explorer.adaptive``), each round one batched grid run (``explorer.evaluation.run_grid``, on
+(``explorer.frontier.adaptive``), each round one batched grid run (``explorer.frontier.evaluation.run_grid``, on
 this process's soup or on Ray workers) through the results cache; all rounds' mixes end up in one
 results dataset, as a uniform grid's do.
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from explorer.adaptive import Refinement, Round, refine
-from explorer.evaluation import ChunkExecutor, Progress, run_grid
-from explorer.grid import GridSpec
-from explorer.results import concat_results, means
+from explorer.frontier.adaptive import Refinement, Round, refine
+from explorer.frontier.evaluation import ChunkExecutor, Progress, run_grid
+from explorer.frontier.grid import GridSpec
+from explorer.frontier.results import concat_results, means
 
 
 def evaluate_adaptive(
@@ -34,7 +34,7 @@ def evaluate_adaptive(
     on_round: Callable[[xr.Dataset, Round], None] | None = None,
 ) -> xr.Dataset:
     """Evaluate ``spec.mixes`` (the coarse grid), then rounds of mixes proposed where the front is
-    (``explorer.adaptive.refine``) until ``budget`` mixes in all; returns every mix's results as
+    (``explorer.frontier.adaptive.refine``) until ``budget`` mixes in all; returns every mix's results as
     one summarized dataset, mixes in the order measured.
 
     Each round is one ``run_grid`` over its new mixes on ``executor`` (``LocalExecutor(soup)``,

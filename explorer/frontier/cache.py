@@ -21,9 +21,9 @@ import torch
 import xarray as xr
 
 from explorer.fingerprint import folder_hashes, source_sha256
-from explorer.grid import GridSpec
+from explorer.frontier.grid import GridSpec
+from explorer.frontier.results import fill_rows, save_results
 from explorer.objectives import BUILTINS, Objective
-from explorer.results import fill_rows, save_results
 from explorer.soup import Soup
 
 FORMAT_VERSION = "1"  # bump when the dataset layout or the generation path changes results

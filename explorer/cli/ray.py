@@ -12,7 +12,7 @@ import functools
 
 from explorer.config import ModelOptions
 from explorer.distributed import RayExecutor, RayOptions
-from explorer.evaluation import Progress
+from explorer.frontier.evaluation import Progress
 from explorer.launch import open_soup
 from explorer.options import add_ray_args, ray_options_from_args
 

@@ -16,7 +16,7 @@ that can go into an exported recipe:
 
 Every rule works on ``Measured`` (plain arrays) or on a results dataset of ``explorer grid``
 (``weights``, ``mean``, ``ci_low``, ``ci_high`` and the ``direction`` coordinate; see
-``explorer.evaluation``). Scores are in the objectives' own units and directions; they are
+``explorer.frontier.evaluation``). Scores are in the objectives' own units and directions; they are
 turned "higher is better" inside this module only. A mix with a NaN mean on any objective is
 not fully measured and is never chosen. No Panel, HoloViews or Bokeh here.
 """
@@ -33,7 +33,7 @@ import numpy as np
 
 from explorer.direction import MAXIMIZE, MINIMIZE
 from explorer.errors import SoupError
-from explorer.frontier import pareto_mask
+from explorer.frontier.pareto import pareto_mask
 
 BOUNDS = ("mean", "ci")  # what a constraint bounds: the means, or the whole interval (conservative)
 KNEE_METHODS = ("tradeoff", "distance")
@@ -166,7 +166,7 @@ def as_measured(data) -> Measured:
     if hasattr(data, "data_vars"):
         return Measured.from_dataset(data)
     raise SoupError(
-        f"expected measured mixes (explorer.choose.Measured) or a results dataset, got {type(data).__name__}"
+        f"expected measured mixes (explorer.frontier.choose.Measured) or a results dataset, got {type(data).__name__}"
     )
 
 

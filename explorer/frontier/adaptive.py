@@ -23,8 +23,8 @@ from scipy.spatial import Delaunay, QhullError
 
 from explorer.direction import MAXIMIZE, MINIMIZE
 from explorer.errors import SoupError
-from explorer.frontier import default_reference, pareto_mask
-from explorer.grid import DECIMALS
+from explorer.frontier.grid import DECIMALS
+from explorer.frontier.pareto import default_reference, pareto_mask
 
 _INSTALL = "pip install 'pareto-soup-explorer[adaptive]'"
 
@@ -115,7 +115,7 @@ def propose(
     the objectives' own units (NaN rows: not measured; they are never proposed again but take
     no part otherwise); ``directions`` (K,). Candidates are the midpoints of the triangulation's
     edges that touch a Pareto-optimal mix and are longer than ``2 * min_step`` in weight (max
-    norm), minus the mixes already measured (rounded to ``explorer.grid.DECIMALS``). Order: by
+    norm), minus the mixes already measured (rounded to ``explorer.frontier.grid.DECIMALS``). Order: by
     estimated hypervolume gain (see the module docstring), then by the edge's length in objective
     space normalised by the front's ideal and nadir. Fewer than ``budget`` (or none) come back
     when the front is refined down to ``min_step``.

@@ -12,18 +12,18 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from explorer.api_cli import add_api_args, cmd_api
+from explorer.cli.api import add_api_args, cmd_api
+from explorer.cli.export import add_export_args, cmd_export
+from explorer.cli.grid import add_grid_args, cmd_grid
+from explorer.cli.guard import run_guarded
+from explorer.cli.pick import PICK_HELP, add_pick_args, cmd_pick
+from explorer.cli.serve import add_serve_args, cmd_serve
 from explorer.demo import demo_base
-from explorer.errors import SoupError
-from explorer.export_cli import add_export_args, cmd_export
-from explorer.grid_cli import add_grid_args, cmd_grid
 from explorer.launch import choose_objectives, open_soup
 from explorer.mix import mix_label, parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import model_options_parser, objective_specs, options_from_args
-from explorer.pick_cli import add_pick_args, cmd_pick
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, generate
-from explorer.serve_cli import add_serve_args, cmd_serve
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -111,7 +111,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable | N
         add_generation_args,
     ),
     "pick": (
-        "choose a mix from a frontier file: by constraints, by preference weights or at the knee",
+        PICK_HELP,
         cmd_pick,
         add_pick_args,
     ),
@@ -136,21 +136,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except SoupError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a file system refusal nothing above foresaw: a message, not a traceback
-        where = f" ({err.filename})" if err.filename else ""
-        print(
-            f"error: {err.strerror or err}{where}: check the path, its permissions and free space",
-            file=sys.stderr,
-        )
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(args.handler, args)
 
 
 if __name__ == "__main__":

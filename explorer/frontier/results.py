@@ -32,8 +32,8 @@ import xarray as xr
 from explorer.atomic import atomic_write
 from explorer.decoding import SamplingConfig
 from explorer.errors import SoupError
-from explorer.frontier import default_reference, hypervolume, paired_bootstrap, pareto_mask
-from explorer.grid import GridSpec
+from explorer.frontier.grid import GridSpec
+from explorer.frontier.pareto import default_reference, hypervolume, paired_bootstrap, pareto_mask
 
 ROWS = ("mix", "prompt", "sample")
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from explorer.atomic import atomic_write, check_output_path
-from explorer.choose import (
+from explorer.cli.guard import run_guarded
+from explorer.direction import MAXIMIZE
+from explorer.errors import SoupError
+from explorer.frontier.choose import (
     BOUNDS,
     KNEE_METHODS,
     Choice,
@@ -23,10 +27,8 @@ from explorer.choose import (
     pick_knee,
     pick_preference,
 )
-from explorer.direction import MAXIMIZE
-from explorer.errors import SoupError
+from explorer.frontier.results import load_results
 from explorer.mix import mix_label, parse_weights
-from explorer.results import load_results
 
 
 def add_pick_args(p: argparse.ArgumentParser) -> None:
@@ -123,3 +125,13 @@ def describe(choice: Choice, measured: Measured) -> str:
             "the others do not dominate)"
         )
     return "\n".join(lines)
+
+
+PICK_HELP = "choose a mix from a frontier file: by constraints, by preference weights or at the knee"
+
+
+def main(argv: Sequence[str]) -> int:
+    """``explorer pick ARGS`` on its own: no model library is imported (``explorer.cli.main``)."""
+    p = argparse.ArgumentParser(prog="explorer pick", description=PICK_HELP)
+    add_pick_args(p)
+    return run_guarded(cmd_pick, p.parse_args(argv))

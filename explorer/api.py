@@ -8,7 +8,9 @@ and ``/v1/models``, streamed (server-sent events) or not, the mix in the request
         temperature=0, extra_body={"mix": {"concise": 0.3, "positive": 0.7}},
     )
 
-The mix is the body's ``mix`` (adapter -> weight; adapters left out get 0), else the one written in
+The mix is the body's ``mix`` (adapter -> weight; adapters left out get 0) and ``method`` how it
+combines them (``soup``, the default: the weights mixed; ``mod``: decoding-time mixing of the
+adapters' log-probabilities), else the mix written in
 the model name (``soup:concise=0.3,positive=0.7``, for harnesses that can only set the model),
 else the base model (every weight 0). Each answer says which mix produced it (``mix``).
 Requests from the API share batches with the app's sessions (``explorer serve``) or with each
@@ -37,7 +39,7 @@ from explorer.errors import SoupError
 from explorer.hosts import refuse_other_hosts
 from explorer.mix import check_mix, parse_weights
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
-from explorer.scheduler import Completion, Priority, Scheduler, Ticket
+from explorer.scheduler import METHODS, Completion, Priority, Scheduler, Ticket
 
 MODEL_ID = "soup"
 UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "logit_bias", "suffix", "best_of", "tools", "functions")
@@ -49,6 +51,7 @@ class ApiRequest:
     """A checked request body: what to generate and how."""
 
     mix: dict[str, float]
+    method: str  # soup or mod (explorer.scheduler.METHODS)
     sampling: SamplingConfig
     n: int
     stop: tuple[str, ...]
@@ -80,6 +83,9 @@ def parse_request(body: Any, names: Sequence[str], *, default_tokens: int) -> Ap
     if not isinstance(model, str):
         raise SoupError(f"'model' must be a string, got {model!r}")
     mix = mix_of(model, body.get("mix"), names)
+    method = body.get("method") or "soup"
+    if method not in METHODS:
+        raise SoupError(f"'method' must be one of {list(METHODS)}, got {method!r}")
     tokens = body.get("max_tokens", body.get("max_completion_tokens"))
     tokens = default_tokens if tokens is None else tokens
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
@@ -105,6 +111,7 @@ def parse_request(body: Any, names: Sequence[str], *, default_tokens: int) -> Ap
     options = body.get("stream_options") or {}
     return ApiRequest(
         mix=mix,
+        method=method,
         sampling=sampling,
         n=n,
         stop=tuple(stop),
@@ -230,6 +237,7 @@ class _Generate(_Base):
                             sample_id=sample,
                             stop=request.stop,
                             on_text=on_text if request.stream else None,
+                            method=request.method,
                             priority=Priority.INTERACTIVE,
                         )
                     )
@@ -266,6 +274,7 @@ class _Generate(_Base):
             "choices": [self.choice(i, o) for i, o in enumerate(outs)],
             "usage": usage(outs, request.n),
             "mix": request.mix,
+            "method": request.method,
         }
 
     def delta(

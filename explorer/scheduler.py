@@ -112,7 +112,8 @@ class Ticket:
 class _Request:
     ids: list[int]  # the prompt's token ids
     prompt: str  # keys the paired draws
-    weights: torch.Tensor  # (N,) float64
+    gates: torch.Tensor  # (k, N) float64: the mix of each of the request's k batch rows
+    coeffs: tuple[float, ...] | None  # mod: w_i of each row's log-probs; None: one soup row
     sampling: SamplingConfig
     sample_id: int
     priority: int
@@ -124,7 +125,8 @@ class _Request:
 
 @dataclass
 class _Row:
-    """A request in a running batch."""
+    """A request in a running batch: one response, decoded by ``members`` batch rows (1 for the
+    soup; one per adapter for decoding-time mixing), which all take the same token."""
 
     request: _Request
     key: int  # paired-sampling key of (seed, prompt, sample)
@@ -137,10 +139,15 @@ class _Row:
     def steps(self) -> int:
         return len(self.generated)
 
+    @property
+    def members(self) -> int:
+        return self.request.gates.shape[0]
+
 
 class _Batch:
     """Rows decoded together: their key/value cache (B, heads, T, head_dim) per layer, the
-    attention mask (B, T) over it (0 on each row's left padding) and their mixes (B, N)."""
+    attention mask (B, T) over it (0 on each row's left padding) and their mixes (B, N). A request
+    of k members holds k consecutive batch rows; B = sum of the rows' members."""
 
     def __init__(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor, weights: torch.Tensor):
         self.rows, self.cache, self.mask, self.weights = rows, cache, mask, weights
@@ -164,14 +171,19 @@ class _Batch:
         self.rows += other.rows
 
     def keep(self, kept: list[int]) -> None:
-        """Keep only rows ``kept`` (indices) and drop the leading columns no kept row attends to."""
-        index = torch.tensor(kept, dtype=torch.long, device=self.mask.device)
+        """Keep only rows ``kept`` (indices into ``rows``) with their members' batch rows, and drop
+        the leading cache columns no kept row attends to."""
+        starts = [0]
+        for row in self.rows:
+            starts.append(starts[-1] + row.members)
+        members = [b for i in kept for b in range(starts[i], starts[i + 1])]
+        index = torch.tensor(members, dtype=torch.long, device=self.mask.device)
         self.rows = [self.rows[i] for i in kept]
         if not kept:  # the batch is done; its lane drops it
             return
         self.cache.batch_select_indices(index)
         self.mask = self.mask.index_select(0, index)
-        self.weights = self.weights[kept]
+        self.weights = self.weights[members]
         used = self.mask.any(dim=0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
         if start and self.mergeable():
@@ -226,9 +238,12 @@ class Scheduler:
         stop: Sequence[str] = (),
         on_text: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        method: str = "soup",
     ) -> Ticket:
         """Queue one response to ``prompt`` (or to the chat ``messages``) under the mix ``weights``
-        (one mix; adapters it leaves out, and every adapter when None, get weight 0).
+        (one mix; adapters it leaves out, and every adapter when None, get weight 0), combined by
+        ``method``: ``soup`` (the weights mixed, one batch row) or ``mod`` (decoding-time mixing:
+        one batch row per adapter of non-zero weight, see ``member_rows``).
 
         ``chat``: wrap ``prompt`` in the chat template as one user turn (``generate``'s default).
         ``stop``: strings that end the response (not included). ``on_text(text_so_far)`` is called
@@ -259,13 +274,15 @@ class Scheduler:
             mix = self.soup.weights_tensor(weights)
             if mix.shape[0] != 1:
                 raise SoupError(f"one request takes one mix, got {mix.shape[0]}: submit one request per mix")
+        gates, coeffs = member_rows(mix[0], method)
         if any(not isinstance(s, str) or not s for s in stop):
             raise SoupError(f"stop strings must be non-empty strings, got {list(stop)!r}")
         ticket = Ticket(cancel_event=cancel or threading.Event())
         request = _Request(
             ids=ids,
             prompt=key_text,
-            weights=mix[0],
+            gates=gates,
+            coeffs=coeffs,
             sampling=sampling,
             sample_id=int(sample_id),
             priority=int(priority),
@@ -294,6 +311,7 @@ class Scheduler:
         priority: int = Priority.INTERACTIVE,
         cancel: threading.Event | None = None,
         chat: bool = True,
+        method: str = "soup",
     ) -> Generations:
         """``explorer.sampling.generate`` through the scheduler: row b answers ``prompts[b]`` with
         mix ``weights[b]`` (or one mix for all), batched with whatever else runs. Blocks until
@@ -314,6 +332,7 @@ class Scheduler:
                         priority=priority,
                         cancel=cancel,
                         chat=chat,
+                        method=method,
                     )
                 )
             outs = [t.result() for t in tickets]
@@ -406,12 +425,13 @@ class Scheduler:
         try:
             length = max(len(r.ids) for r in requests)
             pad = soup.tokenizer.pad_token_id or 0
-            ids = torch.tensor([[pad] * (length - len(r.ids)) + r.ids for r in requests], device=soup.device)
+            members = [r for r in requests for _ in range(r.gates.shape[0])]
+            ids = torch.tensor([[pad] * (length - len(r.ids)) + r.ids for r in members], device=soup.device)
             mask = torch.tensor(
-                [[0] * (length - len(r.ids)) + [1] * len(r.ids) for r in requests], device=soup.device
+                [[0] * (length - len(r.ids)) + [1] * len(r.ids) for r in members], device=soup.device
             )
             positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-            weights = torch.stack([r.weights for r in requests])  # (B, N)
+            weights = torch.cat([r.gates for r in requests])  # (B, N)
             cache = DynamicCache(config=soup.model.config)
             with soup.mixed(weights):
                 out = soup.model(
@@ -423,7 +443,7 @@ class Scheduler:
                 )
             rows = [_Row(r, key=_row_key(r), position=len(r.ids)) for r in requests]
             batch = _Batch(rows, out.past_key_values, mask, weights)
-            self.history.append(("prefill", priority, len(rows)))
+            self.history.append(("prefill", priority, len(members)))
         except Exception as err:
             for r in requests:
                 _resolve_error(r.ticket, err)
@@ -463,9 +483,11 @@ class Scheduler:
                 lane.remove(batch)
                 continue
             device = self.soup.device
-            ids = torch.tensor([[r.last] for r in batch.rows], device=device)
-            positions = torch.tensor([[r.position] for r in batch.rows], device=device)
-            batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], dim=1)
+            ids = torch.tensor([[r.last] for r in batch.rows for _ in range(r.members)], device=device)
+            positions = torch.tensor(
+                [[r.position] for r in batch.rows for _ in range(r.members)], device=device
+            )
+            batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(ids), 1)], dim=1)
             with self.soup.mixed(batch.weights):
                 out = self.soup.model(
                     input_ids=ids,
@@ -474,7 +496,7 @@ class Scheduler:
                     past_key_values=batch.cache,
                     use_cache=True,
                 )
-            self.history.append(("step", priority, len(batch.rows)))
+            self.history.append(("step", priority, len(ids)))
             for r in batch.rows:
                 r.position += 1
             self._advance(batch, out.logits[:, -1, :])
@@ -482,10 +504,11 @@ class Scheduler:
                 lane.remove(batch)
 
     def _advance(self, batch: _Batch, logits: torch.Tensor) -> None:
-        """Draw each row's next token from ``logits`` (B, V), stream it, retire ended rows."""
+        """Draw each row's next token from ``logits`` (B, V) of its members, stream it, retire
+        ended rows."""
         rows = batch.rows
         tokens = next_tokens(
-            logits.float(),
+            combine(logits.float(), [r.request.coeffs for r in rows]),
             [r.request.sampling for r in rows],
             torch.tensor([r.key for r in rows], dtype=torch.int64),
             torch.tensor([r.steps for r in rows], dtype=torch.int64),
@@ -550,6 +573,54 @@ class Scheduler:
 
 class Cancelled(Exception):
     """Generation was cancelled before every row ended (``Scheduler.generate``, a grid's chunk)."""
+
+
+METHODS = ("soup", "mod")  # how a mix combines the adapters (``Scheduler.submit``'s ``method``)
+
+
+def member_rows(weights: torch.Tensor, method: str) -> tuple[torch.Tensor, tuple[float, ...] | None]:
+    """The batch rows that decode one response to the mix ``weights`` (N,): their gates (k, N)
+    and, for decoding-time mixing, the weight of each row's log-probs (None: one soup row).
+
+    ``soup``: one row with the mix as its gates. ``mod``: one row per adapter i with w_i != 0,
+    gated by adapter i alone, scored together as sum_i w_i log p_i (``combine``); weights are taken
+    as given, not normalised (their sum acts as an inverse temperature; a negative weight pushes
+    away from that adapter). All weights zero is the base model; one adapter at weight 1 is that
+    adapter alone, the very row the soup decodes for that one-hot mix.
+    """
+    if method not in METHODS:
+        raise SoupError(f"unknown method {method!r}: use one of {list(METHODS)}")
+    if method == "soup":
+        return weights[None].clone(), None
+    used = [i for i, w in enumerate(weights.tolist()) if w != 0.0]
+    if not used or (len(used) == 1 and float(weights[used[0]]) == 1.0):
+        return weights[None].clone(), None  # the base, or one adapter alone: a soup row
+    gates = torch.zeros(len(used), weights.shape[0], dtype=torch.float64)
+    for row, i in enumerate(used):
+        gates[row, i] = 1.0
+    return gates, tuple(float(weights[i]) for i in used)
+
+
+def combine(logits: torch.Tensor, coeffs: Sequence[tuple[float, ...] | None]) -> torch.Tensor:
+    """Each response's next-token scores (S, V) from its members' logits (B, V), B = sum of members.
+
+    A soup response (``None``) has one member: its logits as they are. A decoding-time mix (MOD)
+    with members i = 1..k and weights w_i scores token v as sum_i w_i log p_i(v), p_i the softmax
+    of member i's logits: the distribution proportional to prod_i p_i^{w_i} (temperature and top-p
+    then apply to it, and the draw is the same paired one as the soup's).
+    """
+    if all(c is None for c in coeffs):
+        return logits
+    out, b = [], 0
+    for c in coeffs:
+        if c is None:
+            out.append(logits[b])
+            b += 1
+            continue
+        w = torch.tensor(c, dtype=logits.dtype, device=logits.device)
+        out.append((w[:, None] * torch.log_softmax(logits[b : b + len(c)], dim=-1)).sum(dim=0))
+        b += len(c)
+    return torch.stack(out)
 
 
 def _row_key(request: _Request) -> int:

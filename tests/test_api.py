@@ -215,3 +215,25 @@ def test_models_lists_the_soup_and_its_adapters(client, server):
     models = client.models.list()
     assert [m.id for m in models.data] == ["soup"]
     assert models.model_extra["adapters"] == list(server[0].soup.names)
+
+
+def test_decoding_time_mixing_through_the_api(server, client, files, capsys):
+    scheduler = server[0]
+    mix = {"helpful": 0.4, "concise": 0.6, "positive": 0.0}
+    out = client.chat.completions.create(
+        model="soup",
+        messages=[{"role": "user", "content": PROMPT}],
+        temperature=0,
+        max_tokens=8,
+        extra_body={"mix": mix, "method": "mod"},
+    )
+    expected = scheduler.generate([PROMPT], mix, config=SamplingConfig(8), method="mod")
+    assert out.choices[0].message.content == expected.texts[0]
+    assert out.model_extra["method"] == "mod"
+    base, adapters = files
+    argv = ["generate", "--base", str(base), "--prompt", PROMPT, "--max-new-tokens", "8", "--method", "mod"]
+    argv += [a for name, folder in adapters.items() for a in ("--adapter", f"{name}={folder}")]
+    assert main([*argv, "--weights", "helpful=0.4,concise=0.6"]) == 0
+    assert f"; mod] {PROMPT}\n{expected.texts[0]}\n" in capsys.readouterr().out
+    with pytest.raises(openai.BadRequestError, match="'method' must be one of"):
+        client.completions.create(model="soup", prompt=PROMPT, max_tokens=4, extra_body={"method": "ties"})

@@ -23,7 +23,8 @@ from explorer.launch import choose_objectives, open_soup
 from explorer.mix import mix_label, parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import model_options_parser, objective_specs, options_from_args
-from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, generate
+from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig, generate
+from explorer.scheduler import METHODS, Scheduler
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -47,12 +48,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     objectives = choose_objectives(given, soup.names)
     mixes = [parse_weights(text, soup.names) for text in weights]
     prompts = args.prompt or ["Give me one tip for sleeping better."]
+    scheduler = Scheduler(soup) if args.method != "soup" else None
     for mix in mixes:
-        out = generate(soup, prompts, mix, max_new_tokens=args.max_new_tokens)
+        if scheduler is None:
+            out = generate(soup, prompts, mix, max_new_tokens=args.max_new_tokens)
+        else:  # decoding-time mixing: one batch row per adapter, through the scheduler
+            config = SamplingConfig(args.max_new_tokens)
+            out = scheduler.generate(prompts, mix, config=config, method=args.method)
         scores = [o.score(prompts, out.texts) for o in objectives]
         for i, (prompt, text) in enumerate(zip(prompts, out.texts, strict=True)):
             scored = "  ".join(f"{o.name}={s[i]:.3g}" for o, s in zip(objectives, scores, strict=True))
-            print(f"[{mix_label(mix)}] {prompt}\n{text}\n" + (f"  scores: {scored}\n" if scored else ""))
+            label = mix_label(mix) + ("" if args.method == "soup" else f"; {args.method}")
+            print(f"[{label}] {prompt}\n{text}\n" + (f"  scores: {scored}\n" if scored else ""))
+    if scheduler is not None:
+        scheduler.close()
     return 0
 
 
@@ -68,6 +77,13 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="NAME=W,...",
         help="one mix, e.g. helpful=0.3,concise=0.7 (unnamed adapters get 0); repeat to compare mixes",
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="soup",
+        help="how a mix combines the adapters: soup (their weights mixed, the default) or mod "
+        "(decoding-time mixing: each token drawn from prod_i p_i^w_i, one forward pass per adapter)",
     )
     p.add_argument(
         "--max-new-tokens",

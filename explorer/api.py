@@ -44,6 +44,7 @@ from explorer.scheduler import METHODS, Completion, Priority, Scheduler, Ticket
 MODEL_ID = "soup"
 UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "logit_bias", "suffix", "best_of", "tools", "functions")
 MAX_N = 16
+MAX_ROWS = 64  # responses one request may ask for (prompts x n): the rest of the users share the lane
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,12 @@ def parse_request(body: Any, names: Sequence[str], *, default_tokens: int) -> Ap
         top_p=_number(body, "top_p", 1.0, 1e-6, 1.0),
         seed=int(seed or 0),
     )
-    n = int(_number(body, "n", 1, 1, MAX_N))
+    n = body.get("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise SoupError(f"'n' must be a whole number from 1 to {MAX_N}, got {n!r}")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise SoupError(f"'stream' must be true or false, got {stream!r}")
     stop = body.get("stop") or ()
     stop = (stop,) if isinstance(stop, str) else stop
     if (
@@ -115,7 +121,7 @@ def parse_request(body: Any, names: Sequence[str], *, default_tokens: int) -> Ap
         sampling=sampling,
         n=n,
         stop=tuple(stop),
-        stream=bool(body.get("stream")),
+        stream=stream,
         include_usage=bool(isinstance(options, Mapping) and options.get("include_usage")),
         model=model,
     )
@@ -184,6 +190,9 @@ class _Base(RequestHandler):
         self.fail(status_code, self._reason, "server_error")
 
     def body(self) -> Any:
+        kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind != "application/json":  # a web page's form or text/plain post (no preflight) is refused
+            raise SoupError(f"send the request as JSON (Content-Type: application/json), got {kind or 'none'!r}")
         try:
             return json.loads(self.request.body or b"{}")
         except (ValueError, RecursionError):
@@ -216,6 +225,11 @@ class _Generate(_Base):
                 body, self.scheduler.soup.names, default_tokens=DEFAULT_MAX_NEW_TOKENS if self.chat else 16
             )
             inputs = self.inputs(body)
+            if len(inputs) * request.n > MAX_ROWS:
+                raise SoupError(
+                    f"{len(inputs)} prompts x n={request.n} asks for more than {MAX_ROWS} responses: "
+                    "send fewer prompts per request"
+                )
         except SoupError as err:
             self.fail(400, str(err))
             return

@@ -81,7 +81,7 @@ def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: f
         value = weights.get(name, missing)
         try:
             out[name] = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SoupError(f"weight {name}={value!r} is not a number: weights must be numbers") from None
         check_weight(name, out[name])
     return out

@@ -154,7 +154,10 @@ class _Batch:
 
     def mergeable(self) -> bool:
         """Plain key/value layers only (a sliding-window or linear-attention cache is not padded)."""
-        return all(type(layer) is DynamicLayer for layer in self.cache.layers)
+        return all(
+            type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None
+            for layer in self.cache.layers
+        )
 
     def _layers(self) -> list[Any]:
         """The cache's layers, each with ``keys`` and ``values`` (B, heads, T, head_dim)."""
@@ -383,16 +386,13 @@ class Scheduler:
                 if self._closed:
                     break
                 admitted = self._admit()
-            try:
-                with torch.inference_mode():
-                    for priority, requests in admitted.items():
-                        self._prefill(priority, requests)
-                    lane = min((p for p, batches in self._lanes.items() if batches), default=None)
-                    if lane is not None:
-                        self._step(lane)
-            except Exception as err:  # one bad batch fails its own requests, not the loop
-                log.exception("scheduler step failed")
-                self._fail_all(err)
+            with torch.inference_mode():
+                for priority, requests in admitted.items():
+                    self._prefill(priority, requests)
+                self._drop_cancelled()  # in every lane: a paused grid frees its rows too
+                lane = min((p for p, batches in self._lanes.items() if batches), default=None)
+                if lane is not None:
+                    self._step(lane)
         self._fail_all(SoupError("the scheduler was closed before this request ended"), cancelled=True)
 
     def _admit(self) -> dict[int, list[_Request]]:
@@ -420,43 +420,49 @@ class Scheduler:
 
     def _prefill(self, priority: int, requests: list[_Request]) -> None:
         """Run the prompts of ``requests`` as one left-padded batch, draw each row's first token,
-        and merge the batch into the lane's running one."""
-        soup = self.soup
+        and merge the batch into the lane's running one. A failure fails these requests only."""
+        batch: _Batch | None = None
         try:
-            length = max(len(r.ids) for r in requests)
-            pad = soup.tokenizer.pad_token_id or 0
-            members = [r for r in requests for _ in range(r.gates.shape[0])]
-            ids = torch.tensor([[pad] * (length - len(r.ids)) + r.ids for r in members], device=soup.device)
-            mask = torch.tensor(
-                [[0] * (length - len(r.ids)) + [1] * len(r.ids) for r in members], device=soup.device
-            )
-            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-            weights = torch.cat([r.gates for r in requests])  # (B, N)
-            cache = DynamicCache(config=soup.model.config)
-            with soup.mixed(weights):
-                out = soup.model(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-            rows = [_Row(r, key=_row_key(r), position=len(r.ids)) for r in requests]
-            batch = _Batch(rows, out.past_key_values, mask, weights)
-            self.history.append(("prefill", priority, len(members)))
+            batch = self._forward_prompts(requests)
+            self.history.append(("prefill", priority, len(batch.weights)))
+            lane = self._lanes.setdefault(priority, [])
+            if not batch.rows:
+                return
+            target = next((b for b in lane if b.mergeable()), None)
+            if target is not None and batch.mergeable():
+                target.merge(batch)
+            else:
+                lane.append(batch)
         except Exception as err:
+            log.exception("prefill failed")
             for r in requests:
                 _resolve_error(r.ticket, err)
-            return
+
+    def _forward_prompts(self, requests: list[_Request]) -> _Batch:
+        """The prompt pass of ``requests`` (each with its members' rows) and their first tokens."""
+        soup = self.soup
+        length = max(len(r.ids) for r in requests)
+        pad = soup.tokenizer.pad_token_id or 0
+        members = [r for r in requests for _ in range(r.gates.shape[0])]
+        ids = torch.tensor([[pad] * (length - len(r.ids)) + r.ids for r in members], device=soup.device)
+        mask = torch.tensor(
+            [[0] * (length - len(r.ids)) + [1] * len(r.ids) for r in members], device=soup.device
+        )
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        weights = torch.cat([r.gates for r in requests])  # (B, N)
+        with soup.mixed(weights):
+            out = soup.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=DynamicCache(config=soup.model.config),
+                use_cache=True,
+                logits_to_keep=1,  # the last position only, as ``generate`` does: (B, 1, V)
+            )
+        rows = [_Row(r, key=_row_key(r), position=len(r.ids)) for r in requests]
+        batch = _Batch(rows, out.past_key_values, mask, weights)
         self._advance(batch, out.logits[:, -1, :])
-        lane = self._lanes.setdefault(priority, [])
-        if not batch.rows:
-            return
-        target = next((b for b in lane if b.mergeable()), None)
-        if target is not None and batch.mergeable():
-            target.merge(batch)
-        else:
-            lane.append(batch)
+        return batch
 
     def _resolve(self, row: _Row, *, finished: bool, cancelled: bool = False) -> None:
         future: Future[Any] = row.request.ticket.future
@@ -478,30 +484,36 @@ class Scheduler:
         """One decode step of every batch of lane ``priority``."""
         lane = self._lanes[priority]
         for batch in list(lane):
-            self._drop_cancelled(batch)
+            try:
+                self._step_batch(priority, batch)
+            except Exception as err:  # this batch's requests fail; the others go on
+                log.exception("decode step failed")
+                for row in batch.rows:
+                    _resolve_error(row.request.ticket, err)
+                batch.rows = []
             if not batch.rows:
                 lane.remove(batch)
-                continue
-            device = self.soup.device
-            ids = torch.tensor([[r.last] for r in batch.rows for _ in range(r.members)], device=device)
-            positions = torch.tensor(
-                [[r.position] for r in batch.rows for _ in range(r.members)], device=device
+
+    def _step_batch(self, priority: int, batch: _Batch) -> None:
+        """One decode step of ``batch``: each row feeds its last token (once per member)."""
+        if not batch.rows:
+            return
+        device = self.soup.device
+        ids = torch.tensor([[r.last] for r in batch.rows for _ in range(r.members)], device=device)
+        positions = torch.tensor([[r.position] for r in batch.rows for _ in range(r.members)], device=device)
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(ids), 1)], dim=1)
+        with self.soup.mixed(batch.weights):
+            out = self.soup.model(
+                input_ids=ids,
+                attention_mask=batch.mask,
+                position_ids=positions,
+                past_key_values=batch.cache,
+                use_cache=True,
             )
-            batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(ids), 1)], dim=1)
-            with self.soup.mixed(batch.weights):
-                out = self.soup.model(
-                    input_ids=ids,
-                    attention_mask=batch.mask,
-                    position_ids=positions,
-                    past_key_values=batch.cache,
-                    use_cache=True,
-                )
-            self.history.append(("step", priority, len(ids)))
-            for r in batch.rows:
-                r.position += 1
-            self._advance(batch, out.logits[:, -1, :])
-            if not batch.rows:
-                lane.remove(batch)
+        self.history.append(("step", priority, len(ids)))
+        for r in batch.rows:
+            r.position += 1
+        self._advance(batch, out.logits[:, -1, :])
 
     def _advance(self, batch: _Batch, logits: torch.Tensor) -> None:
         """Draw each row's next token from ``logits`` (B, V) of its members, stream it, retire
@@ -536,24 +548,30 @@ class Scheduler:
         text = _decode(self.soup.tokenizer, row.generated)
         cut = min((i for s in request.stops if (i := text.find(s)) >= 0), default=-1)
         row.text = text if cut < 0 else text[:cut]
-        if request.on_text is not None and row.text:
+        shown = row.text if cut >= 0 else _hold_back(row.text, request.stops)
+        if request.on_text is not None and shown:
             try:
-                request.on_text(row.text)
+                request.on_text(shown)
             except Exception:  # a broken listener must not stop the others' rows
                 log.exception("on_text callback failed")
         if cut >= 0:
             return True
         return False if row.steps >= request.sampling.max_new_tokens else None
 
-    def _drop_cancelled(self, batch: _Batch) -> None:
-        kept = []
-        for b, row in enumerate(batch.rows):
-            if row.request.ticket.cancelled:
-                self._resolve(row, finished=False, cancelled=True)
-            else:
-                kept.append(b)
-        if len(kept) < len(batch.rows):
-            batch.keep(kept)
+    def _drop_cancelled(self) -> None:
+        """Resolve the cancelled rows of every lane and free their batch rows."""
+        for lane in self._lanes.values():
+            for batch in list(lane):
+                kept = []
+                for b, row in enumerate(batch.rows):
+                    if row.request.ticket.cancelled:
+                        self._resolve(row, finished=False, cancelled=True)
+                    else:
+                        kept.append(b)
+                if len(kept) < len(batch.rows):
+                    batch.keep(kept)
+                if not batch.rows:
+                    lane.remove(batch)
 
     def _fail_all(self, err: Exception, *, cancelled: bool = False) -> None:
         for lane in self._lanes.values():
@@ -626,6 +644,12 @@ def combine(logits: torch.Tensor, coeffs: Sequence[tuple[float, ...] | None]) ->
 def _row_key(request: _Request) -> int:
     """The paired-sampling key of ``explorer.sampling.row_keys``: (seed, prompt, sample index)."""
     return int(row_keys([request.prompt], [request.sample_id], request.sampling.seed)[0])
+
+
+def _hold_back(text: str, stops: Sequence[str]) -> str:
+    """``text`` less its longest tail that could begin a stop string (streamed once it cannot)."""
+    held = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+    return text[: len(text) - held]
 
 
 def _decode(tokenizer, ids: list[int]) -> str:

@@ -237,3 +237,32 @@ def test_decoding_time_mixing_through_the_api(server, client, files, capsys):
     assert f"; mod] {PROMPT}\n{expected.texts[0]}\n" in capsys.readouterr().out
     with pytest.raises(openai.BadRequestError, match="'method' must be one of"):
         client.completions.create(model="soup", prompt=PROMPT, max_tokens=4, extra_body={"method": "ties"})
+
+
+def test_a_stop_string_is_never_streamed_in_part(server, client):
+    """The streamed pieces add up to the cut answer, even when the stop string spans tokens."""
+    kwargs = {"model": "soup:helpful=1", "prompt": PROMPT, "temperature": 0, "max_tokens": 24}
+    full = client.completions.create(**kwargs).choices[0].text
+    stops = [full[i : i + 3] for i in range(len(full) - 3) if "\ufffd" not in full[i : i + 3]]
+    stop = next(s for s in stops if full.find(s) >= 1)  # a stop after some text
+    at = full.find(stop)
+    whole = client.completions.create(stop=[stop], **kwargs).choices[0]
+    stream = client.completions.create(stop=[stop], stream=True, **kwargs)
+    pieces = [c.choices[0].text for c in stream if c.choices]
+    assert whole.text == full[:at] and "".join(pieces) == full[:at] and whole.finish_reason == "stop"
+
+
+def test_requests_that_are_not_json_or_too_large_are_refused(server):
+    port = server[1]
+    body = json.dumps({"model": "soup", "prompt": PROMPT, "max_tokens": 2}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "text/plain"})
+    response = conn.getresponse()
+    assert response.status == 400 and "application/json" in response.read().decode()
+    many = json.dumps({"model": "soup", "prompt": [PROMPT] * 20, "n": 4, "max_tokens": 2}).encode()
+    status, text = post(port, "/v1/completions", many, f"127.0.0.1:{port}")
+    assert status == 400 and "more than 64 responses" in text
+    for bad in ({"n": 2.5}, {"stream": "false"}, {"mix": {"helpful": 10**400}}):
+        raw = json.dumps({"model": "soup", "prompt": PROMPT, "max_tokens": 2, **bad}).encode()
+        status, text = post(port, "/v1/completions", raw, f"127.0.0.1:{port}")
+        assert status == 400, (bad, text)

@@ -177,8 +177,9 @@ def tiny_app_engine(root: Path) -> Iterator:
 
     base, adapters = write_tiny_soup(root, "llama")
     soup = Soup.load(base, adapters, device="cpu", dtype="float64")
+    engine = None
     try:
-        yield Engine(
+        engine = Engine(
             soup,
             [BUILTINS["concise"], LETTERS],
             prompts=list(TINY_PROMPTS),
@@ -188,7 +189,10 @@ def tiny_app_engine(root: Path) -> Iterator:
             export_dir=root / "exports",
             cache_dir=None,
         )
+        yield engine
     finally:
+        if engine is not None:
+            engine.close()
         soup.close()
 
 

@@ -162,6 +162,11 @@ class Engine(param.Parameterized):
             engine.grids[run.key] = run
         return engine
 
+    def close(self) -> None:
+        """Stop every grid and the scheduler (the process ends, or a test is done)."""
+        self.cancel_grid()
+        self.scheduler.close()
+
     @property
     def names(self) -> tuple[str, ...]:
         return self.soup.names

@@ -37,9 +37,9 @@ from tornado.web import Application, RequestHandler
 
 from explorer.errors import SoupError
 from explorer.hosts import refuse_other_hosts
-from explorer.mix import check_mix, parse_weights
+from explorer.mix import METHODS, check_mix, parse_weights
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
-from explorer.scheduler import METHODS, Completion, Priority, Scheduler, Ticket
+from explorer.scheduler import Completion, Priority, Scheduler, Ticket
 
 MODEL_ID = "soup"
 UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "logit_bias", "suffix", "best_of", "tools", "functions")
@@ -192,7 +192,9 @@ class _Base(RequestHandler):
     def body(self) -> Any:
         kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if kind != "application/json":  # a web page's form or text/plain post (no preflight) is refused
-            raise SoupError(f"send the request as JSON (Content-Type: application/json), got {kind or 'none'!r}")
+            raise SoupError(
+                f"send the request as JSON (Content-Type: application/json), got {kind or 'none'!r}"
+            )
         try:
             return json.loads(self.request.body or b"{}")
         except (ValueError, RecursionError):

@@ -41,7 +41,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from explorer.errors import SoupError
-from explorer.mix import check_mix
+from explorer.mix import check_method, check_mix
 from explorer.sampling import (
     Generations,
     SamplingConfig,
@@ -314,13 +314,17 @@ class Scheduler:
         priority: int = Priority.INTERACTIVE,
         cancel: threading.Event | None = None,
         chat: bool = True,
-        method: str = "soup",
+        method: str | Sequence[str] = "soup",
     ) -> Generations:
         """``explorer.sampling.generate`` through the scheduler: row b answers ``prompts[b]`` with
         mix ``weights[b]`` (or one mix for all), batched with whatever else runs. Blocks until
-        every row ends; raises ``Cancelled`` when ``cancel`` was set before they all ended."""
+        every row ends; raises ``Cancelled`` when ``cancel`` was set before they all ended.
+        ``method``: one for every row, or one per row."""
         config = config or SamplingConfig()
         w, sample_ids = check_rows(self.soup, prompts, weights, sample_ids)
+        methods = [method] * len(prompts) if isinstance(method, str) else list(method)
+        if len(methods) != len(prompts):
+            raise SoupError(f"{len(methods)} methods given for {len(prompts)} prompts")
         cancel = cancel or threading.Event()
         tickets = []
         try:
@@ -335,7 +339,7 @@ class Scheduler:
                         priority=priority,
                         cancel=cancel,
                         chat=chat,
-                        method=method,
+                        method=methods[b],
                     )
                 )
             outs = [t.result() for t in tickets]
@@ -593,9 +597,6 @@ class Cancelled(Exception):
     """Generation was cancelled before every row ended (``Scheduler.generate``, a grid's chunk)."""
 
 
-METHODS = ("soup", "mod")  # how a mix combines the adapters (``Scheduler.submit``'s ``method``)
-
-
 def member_rows(weights: torch.Tensor, method: str) -> tuple[torch.Tensor, tuple[float, ...] | None]:
     """The batch rows that decode one response to the mix ``weights`` (N,): their gates (k, N)
     and, for decoding-time mixing, the weight of each row's log-probs (None: one soup row).
@@ -606,9 +607,7 @@ def member_rows(weights: torch.Tensor, method: str) -> tuple[torch.Tensor, tuple
     away from that adapter). All weights zero is the base model; one adapter at weight 1 is that
     adapter alone, the very row the soup decodes for that one-hot mix.
     """
-    if method not in METHODS:
-        raise SoupError(f"unknown method {method!r}: use one of {list(METHODS)}")
-    if method == "soup":
+    if check_method(method) == "soup":
         return weights[None].clone(), None
     used = [i for i, w in enumerate(weights.tolist()) if w != 0.0]
     if not used or (len(used) == 1 and float(weights[used[0]]) == 1.0):

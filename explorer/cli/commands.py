@@ -20,11 +20,11 @@ from explorer.cli.pick import PICK_HELP, add_pick_args, cmd_pick
 from explorer.cli.serve import add_serve_args, cmd_serve
 from explorer.demo import demo_base
 from explorer.launch import choose_objectives, open_soup
-from explorer.mix import mix_label, parse_weights
+from explorer.mix import METHODS, mix_label, parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import model_options_parser, objective_specs, options_from_args
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig, generate
-from explorer.scheduler import METHODS, Scheduler
+from explorer.scheduler import Scheduler
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -104,4 +104,13 @@ def read_choice(path: str) -> dict:
         raise SoupError(
             f"--choice {file} is not a choice written by explorer pick --out: it has no weights or rule"
         )
+    mixing = data.get("mixing", "soup")
+    if mixing != "soup":
+        raise SoupError(
+            f"--choice {file} chose a {mixing} mix: {mixing} mixes the adapters at decoding time, so it has "
+            "no single adapter or merged model to export. Export the nearest exact soup, the same weights "
+            "mixed in weight space, with --weights "
+            + ",".join(f"{n}={w:g}" for n, w in data["weights"].items())
+            + ", or choose among the soups: explorer pick --method soup"
+        )
     return data

@@ -36,10 +36,12 @@ from explorer.frontier.grid import (
 from explorer.frontier.results import (
     adapter_names,
     directions,
+    hypervolume_by_method,
     hypervolume_of,
     intervals,
     load_results,
     means,
+    methods_of,
     mix_weights,
     n_mixes,
     objective_names,
@@ -48,7 +50,7 @@ from explorer.frontier.results import (
     save_results,
 )
 from explorer.launch import choose_objectives, open_soup
-from explorer.mix import parse_weights
+from explorer.mix import parse_methods, parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import objective_specs, options_from_args
 from explorer.prompts import HELDOUT, read_prompts
@@ -82,6 +84,14 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
         "--point", action="append", default=[], metavar="NAME=W,...", help="an extra mix; repeatable"
     )
     p.add_argument("--samples", type=int, default=1, metavar="S", help="samples per prompt (default 1)")
+    p.add_argument(
+        "--method",
+        action="append",
+        metavar="METHOD",
+        help="how each mix combines the adapters: soup (default: the weights mixed) or mod "
+        "(decoding-time mixing); repeat or give a comma list (soup,mod) to evaluate several on the "
+        "same mixes, prompts and seeds in one run",
+    )
     p.add_argument(
         "--max-new-tokens",
         type=int,
@@ -152,8 +162,8 @@ def budget_before_loading(
     device = "cuda" if ray is not None and ray.gpus_per_worker > 0 else resolve_device(options.device).type
     workers = (ray.workers or 1) if ray is not None else 1
 
-    def budget(mixes: int) -> Budget:
-        mixes = max(mixes, args.budget) if args.adaptive else mixes
+    def budget(mixes: int) -> Budget:  # every method evaluates every mix
+        mixes = (max(mixes, args.budget) if args.adaptive else mixes) * len(parse_methods(args.method))
         return Budget(mixes, n_prompts, args.samples, args.max_new_tokens, device, workers)
 
     lattice = count_mixes(len(names), args.resolution)
@@ -187,6 +197,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
     out = check_output_path(args.out)
     refuse_overwrite(out, force=args.force)
     check_adaptive_args(args)
+    methods = parse_methods(args.method)
+    if args.adaptive and methods != ("soup",):
+        raise SoupError(
+            "--adaptive refines the weight soup's grid only: leave out --method, or drop --adaptive"
+        )
     if args.resolution is None:
         args.resolution = ADAPTIVE_RESOLUTION if args.adaptive else RESOLUTION
     if args.resolution < 1:
@@ -218,11 +233,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
         mixes = weight_grid(executor.names, args.resolution, margin=args.margin, points=points)
     spec = GridSpec(
         mixes=mixes, prompts=tuple(prompts), objectives=objectives, samples=args.samples, sampling=sampling
-    )
+    ).for_methods(methods)
     per_mix = len(prompts) * args.samples  # rows
-    total = (args.budget if args.adaptive else len(mixes)) * per_mix
+    total = (args.budget if args.adaptive else len(spec.mixes)) * per_mix
+    several = f" x {len(methods)} methods ({', '.join(methods)})" if len(methods) > 1 else ""
     print(
-        f"{len(mixes)} mixes{f' first, {args.budget} in all' if args.adaptive else ''} x {len(prompts)} "
+        f"{len(mixes)} mixes{f' first, {args.budget} in all' if args.adaptive else ''}{several} x {len(prompts)} "
         f"prompts x {args.samples} samples = {total} rows{' at most' if args.adaptive else ''} "
         f"on {where}",
         file=sys.stderr,
@@ -269,6 +285,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
             workers.close()
     save_results(ds, out)
     print(summary_table(ds))
+    for method, (hv, low, high) in hypervolume_by_method(ds).items():
+        print(f"{method}: hypervolume {hv:.4g} [{low:.4g}, {high:.4g}]")
     print(
         f"\nwrote {out}  (wall time {bar.format_dict['elapsed']:.1f} s; hypervolume "
         f"{hypervolume_of(ds):.4g}, reference {reference_of(ds)})"
@@ -283,7 +301,10 @@ def _progress_bar(total: int) -> tqdm:
 def summary_table(ds: xr.Dataset) -> str:
     """One line per mix: weights, mean scores with intervals, and a Pareto mark."""
     objectives = objective_names(ds)
+    methods = methods_of(ds)
+    several = len(set(methods)) > 1
     head = [
+        *(["method"] if several else []),
         *adapter_names(ds),
         *(f"{o} ({d[:3]})" for o, d in zip(objectives, directions(ds), strict=True)),
         "pareto",
@@ -291,7 +312,7 @@ def summary_table(ds: xr.Dataset) -> str:
     weights, mean, (low, high), optimal = mix_weights(ds), means(ds), intervals(ds), pareto(ds)
     lines = []
     for m in range(n_mixes(ds)):
-        cells = [f"{w:.2f}" for w in weights[m]]
+        cells = [*([methods[m]] if several else []), *(f"{w:.2f}" for w in weights[m])]
         for k in range(len(objectives)):
             cells.append(f"{mean[m, k]:.3g} [{low[m, k]:.3g}, {high[m, k]:.3g}]")
         cells.append("*" if optimal[m] else "")

@@ -28,7 +28,7 @@ from explorer.frontier.choose import (
     pick_preference,
 )
 from explorer.frontier.results import load_results
-from explorer.mix import mix_label, parse_weights
+from explorer.mix import check_method, mix_label, parse_weights
 
 
 def add_pick_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +75,12 @@ def add_pick_args(p: argparse.ArgumentParser) -> None:
         help="tradeoff: the least gain per unit of sacrifice to any other front mix (default); distance: "
         "farthest from the plane through the front's extreme mixes",
     )
+    p.add_argument(
+        "--method",
+        metavar="METHOD",
+        help="choose among the mixes of one mixing method only (soup or mod); default: across every "
+        "method the results hold",
+    )
     p.add_argument("--out", metavar="FILE.json", help="also write the choice as JSON (rule, weights, scores)")
 
 
@@ -88,7 +94,10 @@ def cmd_pick(args: argparse.Namespace) -> int:
         raise SoupError("--aspiration goes with --prefer: give the preference weights too")
     out = check_output_path(args.out, example="choice.json") if args.out else None
 
+    method = check_method(args.method) if args.method is not None else None
     measured = Measured.from_dataset(load_results(args.frontier))
+    if method is not None:
+        measured = measured.only(method)
     rule = {"where": args.where, "bound": args.bound}
     if preferences is not None:
         choice = pick_preference(measured, preferences, aspiration=aspiration, **rule)
@@ -97,10 +106,16 @@ def cmd_pick(args: argparse.Namespace) -> int:
     else:
         choice = pick_constrained(measured, maximize=args.maximize, minimize=args.minimize, **rule)
     print(describe(choice, measured))
-    print(
-        f"\nexport it: explorer export --weights {mix_label(choice.weights).replace(' ', '')} "
-        f"--frontier {args.frontier} --out ./my-mix"
-    )
+    weights = mix_label(choice.weights).replace(" ", "")
+    if choice.mixing == "soup":
+        print(f"\nexport it: explorer export --weights {weights} --frontier {args.frontier} --out ./my-mix")
+    else:
+        print(
+            f"\n{choice.mixing} mixes the adapters at decoding time: it has no single adapter to export. "
+            f"Serve it (explorer api, method {choice.mixing!r}), or export the nearest exact soup, the same "
+            f"weights mixed in weight space: explorer export --weights {weights} --out ./my-mix "
+            f"(pick --method soup chooses among the soups)"
+        )
     if out is not None:
         with atomic_write(out) as tmp:
             tmp.write_text(json.dumps({**choice.to_dict(), "frontier": str(Path(args.frontier))}, indent=1))
@@ -110,7 +125,8 @@ def cmd_pick(args: argparse.Namespace) -> int:
 
 def describe(choice: Choice, measured: Measured) -> str:
     """The choice for people: the rule, the mix, and its mean scores with their intervals."""
-    lines = [f"rule: {choice.rule}", f"mix {choice.index}: {mix_label(choice.weights)}"]
+    how = "" if set(measured.mixing) == {"soup"} else f" ({choice.mixing})"
+    lines = [f"rule: {choice.rule}", f"mix {choice.index}{how}: {mix_label(choice.weights)}"]
     width = max(len(o) for o in choice.scores)
     for o, d in zip(measured.objectives, measured.directions, strict=True):
         interval = ""

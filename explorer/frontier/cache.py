@@ -66,6 +66,8 @@ def key_of(fingerprint: dict, names: Sequence[str], spec: GridSpec) -> str:
         "sampling": asdict(spec.sampling),
         "objectives": [[o.name, o.direction, o.version, _scorer_id(o)] for o in spec.objectives],
     }
+    if any(m != "soup" for m in spec.mix_methods):  # a soup-only grid keeps the key it always had
+        payload["methods"] = list(spec.mix_methods)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -23,6 +23,7 @@ not fully measured and is never chosen. No Panel, HoloViews or Bokeh here.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -61,6 +62,7 @@ class Measured:
     adapters: tuple[str, ...] = ()  # default: w0, w1, ...
     ci_low: np.ndarray | None = None
     ci_high: np.ndarray | None = None
+    mixing: tuple[str, ...] = ()  # (M,) how each mix combines the adapters (soup, mod); default soup
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float64)
@@ -94,9 +96,12 @@ class Measured:
                 if arr.shape != mean.shape:
                     raise SoupError(f"{name} must have the means' shape {mean.shape}, got {arr.shape}")
             ci.append(arr)
+        mixing = tuple(str(m) for m in self.mixing) or ("soup",) * w.shape[0]
+        if len(mixing) != w.shape[0]:
+            raise SoupError(f"{len(mixing)} mixing methods given for {w.shape[0]} mixes")
         for name, value in zip(
-            ("weights", "mean", "objectives", "directions", "adapters", "ci_low", "ci_high"),
-            (w, mean, objectives, directions, adapters, *ci),
+            ("weights", "mean", "objectives", "directions", "adapters", "ci_low", "ci_high", "mixing"),
+            (w, mean, objectives, directions, adapters, *ci, mixing),
             strict=True,
         ):
             object.__setattr__(self, name, value)
@@ -124,6 +129,26 @@ class Measured:
             adapters=tuple(str(a) for a in ds["adapter"].values),
             ci_low=table("ci_low"),
             ci_high=table("ci_high"),
+            mixing=tuple(str(m) for m in ds["method"].values) if "method" in ds.coords else (),
+        )
+
+    def only(self, mixing: str) -> Measured:
+        """The same mixes with only those combined by ``mixing`` left measured (the others' means
+        are NaN, so every rule passes them over; rows keep their indices)."""
+        if mixing not in self.mixing:
+            raise SoupError(
+                f"no mix of method {mixing!r} in these results: they hold {sorted(set(self.mixing))}"
+            )
+        keep = np.array([m == mixing for m in self.mixing])
+
+        def masked(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.where(keep[:, None], a, np.nan)
+
+        return dataclasses.replace(
+            self,
+            mean=np.where(keep[:, None], self.mean, np.nan),
+            ci_low=masked(self.ci_low),
+            ci_high=masked(self.ci_high),
         )
 
     @property
@@ -156,6 +181,7 @@ class Measured:
             scores={o: float(self.mean[i, k]) for k, o in enumerate(self.objectives)},
             intervals=intervals,
             ties=tuple(int(t) for t in ties),
+            mixing=self.mixing[i],
         )
 
 
@@ -181,10 +207,12 @@ class Choice:
     scores: dict[str, float]  # objective -> mean score, in the objective's units
     intervals: dict[str, tuple[float, float]] | None = None  # objective -> (ci_low, ci_high)
     ties: tuple[int, ...] = ()  # other mixes the rule rates exactly as high (the lowest row wins)
+    mixing: str = "soup"  # how the mix combines the adapters: soup (weights) or mod (decoding time)
 
     def to_dict(self) -> dict:
         out = {
             "method": self.method,
+            "mixing": self.mixing,
             "rule": self.rule,
             "index": self.index,
             "weights": dict(self.weights),

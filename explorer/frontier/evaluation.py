@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -116,9 +117,19 @@ def run_chunk(
     prompts = [spec.prompts[p] for _, p, _ in chunk]
     weights = torch.as_tensor(np.asarray(spec.mixes)[[mi for mi, _, _ in chunk]])
     sample_ids = [si for _, _, si in chunk]
+    methods = [spec.mix_methods[mi] for mi, _, _ in chunk]
+    if scheduler is None and any(m != "soup" for m in methods):  # decoding-time mixing needs one
+        with closing(Scheduler(soup)) as own:
+            return run_chunk(soup, spec, chunk, stop, scheduler=own, priority=priority, cancel=cancel)
     if scheduler is not None:
         out = scheduler.generate(
-            prompts, weights, config=spec.sampling, sample_ids=sample_ids, priority=priority, cancel=cancel
+            prompts,
+            weights,
+            config=spec.sampling,
+            sample_ids=sample_ids,
+            priority=priority,
+            cancel=cancel,
+            method=methods,
         )
     else:
         out = generate(

@@ -19,7 +19,7 @@ import numpy as np
 
 from explorer.decoding import SamplingConfig
 from explorer.errors import SoupError
-from explorer.mix import MAX_WEIGHT
+from explorer.mix import MAX_WEIGHT, check_method
 
 if TYPE_CHECKING:  # the objectives' scorers import torch; a grid's description does not need it
     from explorer.objectives import Objective
@@ -40,16 +40,23 @@ def check_objectives(names: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """What to evaluate: mixes (M, N) over prompts, samples per prompt, decoding, objectives."""
+    """What to evaluate: mixes (M, N) over prompts, samples per prompt, decoding, objectives, and
+    how each mix combines the adapters (``methods``, one per mix; None: every mix a soup)."""
 
     mixes: np.ndarray  # (M, N), columns in the soup's adapter order
     prompts: tuple[str, ...]
     objectives: tuple[Objective, ...]
     samples: int = 1
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    methods: tuple[str, ...] | None = None  # (M,) explorer.mix.METHODS
 
     def __post_init__(self) -> None:
         check_objectives([o.name for o in self.objectives])
+        if self.methods is not None:
+            if len(self.methods) != len(self.mixes):
+                raise SoupError(f"{len(self.methods)} methods given for {len(self.mixes)} mixes")
+            for m in self.methods:
+                check_method(m)
         if not self.prompts:
             raise SoupError("no prompts to evaluate: give a prompts file with one request per line")
         if int(self.samples) < 1:
@@ -82,6 +89,21 @@ class GridSpec:
     @property
     def shape(self) -> tuple[int, int, int]:
         return len(self.mixes), len(self.prompts), int(self.samples)
+
+    @property
+    def mix_methods(self) -> tuple[str, ...]:
+        """Each mix's method, (M,)."""
+        return self.methods if self.methods is not None else ("soup",) * len(self.mixes)
+
+    def for_methods(self, methods: Sequence[str]) -> GridSpec:
+        """The same grid evaluated under each of ``methods``: the mixes repeated once per method
+        (method-major), so every method meets the same mixes, prompts and seeds."""
+        methods = tuple(check_method(m) for m in methods)
+        if methods == ("soup",):
+            return self
+        mixes = np.concatenate([np.asarray(self.mixes)] * len(methods))
+        per_mix = tuple(m for m in methods for _ in range(len(self.mixes)))
+        return GridSpec(mixes, self.prompts, self.objectives, self.samples, self.sampling, per_mix)
 
 
 def simplex_lattice(n: int, k: int) -> np.ndarray:

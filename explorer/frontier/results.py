@@ -9,7 +9,8 @@ Dimensions (mix, adapter, prompt, sample, objective):
     done      (mix, prompt, sample)            generated and scored (False only in partial results)
     score     (mix, prompt, sample, objective) the objectives' scores (NaN where a scorer failed)
 
-    coordinates: prompt_text (prompt), direction (objective)
+    coordinates: prompt_text (prompt), direction (objective), method (mix: soup or mod; files
+                 written before methods existed have none and are all soup)
     attributes:  sampling (JSON), samples, soup (JSON fingerprint), cache_key, complete
 
 ``summarize`` adds mean, ci_low, ci_high (mix, objective), pareto (mix) and the hypervolume
@@ -58,7 +59,8 @@ def empty_results(spec: GridSpec, *, adapters: Sequence[str], fingerprint: Mappi
             "prompt_text": ("prompt", np.array(spec.prompts, dtype=object)),
             "sample": np.arange(s),
             "objective": [o.name for o in spec.objectives],
-            "direction": ("objective", [o.direction for o in spec.objectives]),
+            "direction": ("objective", [str(o.direction) for o in spec.objectives]),
+            "method": ("mix", np.array(spec.mix_methods, dtype=object)),
         },
         attrs={
             "sampling": json.dumps(asdict(spec.sampling)),
@@ -148,12 +150,24 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 500, level: float = 0.95, seed: i
             float(np.quantile(hv_boot, 1 - alpha)),
         ]
         out.attrs["reference"] = [float(r) for r in ref]
+        methods = np.asarray(methods_of(ds))
+        if len(set(methods.tolist())) > 1:  # each method's own front, against the same reference
+            by_method = {}
+            for m in dict.fromkeys(methods.tolist()):
+                rows = methods == m
+                hv = [hypervolume(boot[rows][:, :, b], dirs, ref) for b in range(min(n_boot, 200))]
+                by_method[m] = [
+                    hypervolume(mean[rows], dirs, ref),
+                    float(np.quantile(hv, alpha)),
+                    float(np.quantile(hv, 1 - alpha)),
+                ]
+            out.attrs["hypervolume_by_method"] = json.dumps(by_method)
     out.attrs["ci_level"] = level
     return out
 
 
 SUMMARY = ("mean", "ci_low", "ci_high", "pareto")  # what ``summarize`` adds per mix
-_RUN_ATTRS = ("cache_key", "complete", "hypervolume", "hypervolume_ci", "reference")  # one run's own
+_RUN_ATTRS = ("cache_key", "complete", "hypervolume", "hypervolume_ci", "reference", "hypervolume_by_method")
 
 
 def concat_results(parts: Sequence[xr.Dataset]) -> xr.Dataset:
@@ -209,13 +223,14 @@ def estimate(ds: xr.Dataset, weights: Sequence[float], *, power: float = 2.0) ->
     return (inv[:, None] * mean).sum(axis=0) / inv.sum()
 
 
-def find_mix(ds: xr.Dataset, weights: Mapping[str, float]) -> int | None:
-    """The index of the grid mix equal to ``weights`` (name -> weight), or None."""
+def find_mix(ds: xr.Dataset, weights: Mapping[str, float], method: str = "soup") -> int | None:
+    """The index of the grid mix equal to ``weights`` (name -> weight) under ``method``, or None."""
     names = adapter_names(ds)
     if sorted(names) != sorted(weights):
         raise SoupError(f"the frontier mixes {names}, not the adapters {sorted(weights)}")
     target = np.array([float(weights[n]) for n in names])
-    hits = np.flatnonzero(np.abs(mix_weights(ds) - target).max(axis=1) < 1e-9)
+    same = np.abs(mix_weights(ds) - target).max(axis=1) < 1e-9
+    hits = np.flatnonzero(same & (np.asarray(methods_of(ds)) == method))
     return int(hits[0]) if len(hits) else None
 
 
@@ -273,6 +288,13 @@ def direction_of(ds: xr.Dataset, objective: str) -> str:
 def mix_weights(ds: xr.Dataset) -> np.ndarray:
     """(M, N) mixing weights, columns in ``adapter_names`` order."""
     return np.asarray(ds["weights"].transpose("mix", "adapter").values, dtype=np.float64)
+
+
+def methods_of(ds: xr.Dataset) -> list[str]:
+    """Each mix's method, (M,): ``soup`` for files written before methods existed."""
+    if "method" in ds.coords:
+        return [str(m) for m in ds["method"].values]
+    return ["soup"] * n_mixes(ds)
 
 
 def mix_dict(ds: xr.Dataset, index: int) -> dict[str, float]:
@@ -341,6 +363,13 @@ def pareto(ds: xr.Dataset) -> np.ndarray:
 
 def hypervolume_of(ds: xr.Dataset) -> float:
     return float(ds.attrs.get("hypervolume", float("nan")))
+
+
+def hypervolume_by_method(ds: xr.Dataset) -> dict[str, tuple[float, float, float]]:
+    """Each method's hypervolume with its interval, (hv, low, high), against the grid's reference
+    point; empty for a grid of one method."""
+    raw = ds.attrs.get("hypervolume_by_method")
+    return {m: (v[0], v[1], v[2]) for m, v in json.loads(raw).items()} if raw else {}
 
 
 def reference_of(ds: xr.Dataset) -> list[float] | None:

@@ -1,6 +1,7 @@
 """Make the README screenshot: the app on the demo, in a real Chromium, after a grid and two pins.
 
     python assets/make_screenshot.py            # writes assets/screenshot.png
+    python assets/make_screenshot.py --methods soup,mod --out assets/methods.png   # fronts overlaid
 
 Computes (or reads from the cache) the app's default frontier first, so the first run takes a
 few minutes on a CPU.
@@ -32,8 +33,11 @@ def main(args: argparse.Namespace) -> None:
     from playwright.sync_api import sync_playwright
 
     from explorer.app import Explorer, shared_engine
+    from explorer.methods import parse_methods
     from explorer.options import AppOptions
     from explorer.sampling import SamplingConfig
+
+    methods = parse_methods([args.methods] if args.methods else None)
 
     defaults = AppOptions()
     engine = shared_engine(
@@ -42,14 +46,15 @@ def main(args: argparse.Namespace) -> None:
             resolution=args.resolution or defaults.resolution,
         )
     )
-    if engine.grid_for(engine.grid_spec(SamplingConfig())) is None:
-        print("computing the frontier (cached for next time)...", flush=True)
-        engine.start_grid(SamplingConfig())
-        engine.wait_grid()
+    for method in methods:
+        if engine.grid_for(engine.grid_spec(SamplingConfig(), method=method)) is None:
+            print(f"computing the {method} frontier (cached for next time)...", flush=True)
+            engine.start_grid(SamplingConfig(), method=method)
+            engine.wait_grid()
     made = []
 
     def factory():
-        explorer = Explorer(engine, prompt=args.prompt)
+        explorer = Explorer(engine, prompt=args.prompt, method=methods[-1])
         made.append(explorer)
         return explorer.template()
 
@@ -98,6 +103,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-prompts", type=int, default=None, help="default: the app's")
     p.add_argument("--resolution", type=int, default=None, help="default: the app's")
     p.add_argument("--port", type=int, default=5137)
+    p.add_argument(
+        "--methods", default=None, help="grids of these mixing methods (e.g. soup,mod), the page on the last"
+    )
     p.add_argument("--chromium", default=CHROMIUM, help="default: $PSE_CHROMIUM or /usr/bin/chromium")
     return p
 

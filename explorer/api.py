@@ -37,7 +37,8 @@ from tornado.web import Application, RequestHandler
 
 from explorer.errors import SoupError
 from explorer.hosts import refuse_other_hosts
-from explorer.mix import METHODS, check_mix, parse_weights
+from explorer.methods import DECODING_METHODS
+from explorer.mix import check_mix, parse_weights
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
 from explorer.scheduler import Completion, Priority, Scheduler, Ticket
 
@@ -85,8 +86,8 @@ def parse_request(body: Any, names: Sequence[str], *, default_tokens: int) -> Ap
         raise SoupError(f"'model' must be a string, got {model!r}")
     mix = mix_of(model, body.get("mix"), names)
     method = body.get("method") or "soup"
-    if method not in METHODS:
-        raise SoupError(f"'method' must be one of {list(METHODS)}, got {method!r}")
+    if method not in DECODING_METHODS:
+        raise SoupError(f"'method' must be one of {list(DECODING_METHODS)}, got {method!r}")
     tokens = body.get("max_tokens", body.get("max_completion_tokens"))
     tokens = default_tokens if tokens is None else tokens
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:

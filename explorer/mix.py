@@ -95,27 +95,3 @@ def mix_label(weights: Mapping[str, float]) -> str:
 def file_label(weights: Mapping[str, float]) -> str:
     """A mix as part of a file name: ``positive+0p50_concise+0p50``."""
     return "_".join(f"{n}{w:+.2f}" for n, w in weights.items()).replace(".", "p")
-
-
-# How a mix combines the adapters: ``soup`` mixes their weights (W0 + sum_i w_i delta_i, one forward
-# row); ``mod`` mixes their next-token distributions at decoding time (prod_i p_i^w_i, one forward
-# row per adapter of non-zero weight; ``explorer.scheduler.member_rows``).
-METHODS = ("soup", "mod")
-
-
-def check_method(method: object) -> str:
-    """``method`` when it is one of ``METHODS``, else a SoupError saying which are."""
-    if method not in METHODS:
-        raise SoupError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    return str(method)
-
-
-def parse_methods(values: Sequence[str] | None) -> tuple[str, ...]:
-    """``--method`` values (repeatable, or comma lists) as distinct methods in the order given;
-    none given: the soup alone."""
-    out: list[str] = []
-    for value in values or ["soup"]:
-        for item in filter(None, (v.strip() for v in value.split(","))):
-            if check_method(item) not in out:
-                out.append(item)
-    return tuple(out) or ("soup",)

@@ -264,24 +264,53 @@ def generate(
     w, sample_ids = check_rows(soup, prompts, weights, sample_ids)
     enc = encode_prompts(soup.tokenizer, prompts, chat=chat)
     check_prompt_lengths(soup, enc["attention_mask"].sum(dim=1).tolist(), int(config.max_new_tokens))
-    stops = stop_token_ids(soup)
+    with soup.mixed(w):
+        return generate_with(
+            soup.model,
+            soup.tokenizer,
+            prompts,
+            enc,
+            config=config,
+            sample_ids=sample_ids,
+            stops=stop_token_ids(soup),
+            streamer=streamer,
+            stopping_criteria=stopping_criteria,
+        )
+
+
+def generate_with(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    enc: Mapping[str, torch.Tensor],
+    *,
+    config: SamplingConfig,
+    sample_ids: Sequence[int],
+    stops: list[int],
+    streamer=None,
+    stopping_criteria=None,
+) -> Generations:
+    """Hugging Face ``generate`` on ``model`` (the soup's, or any causal LM: a PEFT model with a
+    merged adapter) with the paired draws of ``config``: ``enc`` the encoded ``prompts``
+    (``encode_prompts``), ``stops`` the token ids that end a response."""
     hf_config = GenerationConfig(
         max_new_tokens=int(config.max_new_tokens),
         do_sample=False,  # sampling, when asked for, is the keyed Gumbel noise + argmax
         eos_token_id=stops,
-        pad_token_id=soup.tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     processors = logits_processors(prompts, sample_ids, config, enc["input_ids"].shape[1])
-    with soup.mixed(w), torch.inference_mode():
-        out = soup.model.generate(
-            **{k: v.to(soup.device) for k, v in enc.items()},
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        out = model.generate(
+            **{k: v.to(device) for k, v in enc.items()},
             generation_config=hf_config,
             logits_processor=processors,
             streamer=streamer,
             stopping_criteria=stopping_criteria,
         )
     new = out[:, enc["input_ids"].shape[1] :].cpu()  # (B, <= max_new_tokens)
-    return _trim(soup.tokenizer, new, stops)
+    return _trim(tokenizer, new, stops)
 
 
 def _trim(tokenizer, new: torch.Tensor, stops: list[int]) -> Generations:

@@ -41,7 +41,8 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from explorer.errors import SoupError
-from explorer.mix import check_method, check_mix
+from explorer.methods import DECODING_METHODS, check_method
+from explorer.mix import check_mix
 from explorer.sampling import (
     Generations,
     SamplingConfig,
@@ -607,7 +608,12 @@ def member_rows(weights: torch.Tensor, method: str) -> tuple[torch.Tensor, tuple
     away from that adapter). All weights zero is the base model; one adapter at weight 1 is that
     adapter alone, the very row the soup decodes for that one-hot mix.
     """
-    if check_method(method) == "soup":
+    if check_method(method) not in DECODING_METHODS:
+        raise SoupError(
+            f"{method} is one of PEFT's merges: it runs one merged mix at a time on its own copy of the "
+            f"model (explorer grid --method {method}), not in shared batches; use soup or mod here"
+        )
+    if method == "soup":
         return weights[None].clone(), None
     used = [i for i, w in enumerate(weights.tolist()) if w != 0.0]
     if not used or (len(used) == 1 and float(weights[used[0]]) == 1.0):

@@ -26,7 +26,7 @@ from explorer.frontier.results import (
     row_texts,
     save_results,
 )
-from explorer.mix import parse_methods
+from explorer.methods import parse_methods
 from explorer.objectives import BUILTINS
 from explorer.sampling import SamplingConfig, generate
 from explorer.scheduler import Scheduler

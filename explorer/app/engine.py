@@ -25,7 +25,14 @@ from explorer.errors import SoupError
 from explorer.export import export_mix
 from explorer.frontier.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
 from explorer.frontier.grid import GridSpec
-from explorer.frontier.results import is_complete, is_summarized, means, mix_scores, objective_names
+from explorer.frontier.results import (
+    is_complete,
+    is_summarized,
+    means,
+    mix_scores,
+    objective_names,
+    total_tokens,
+)
 from explorer.launch import AppSetup
 from explorer.mix import file_label
 from explorer.objectives import Objective
@@ -41,6 +48,7 @@ class GridRun(param.Parameterized):
     running = param.Boolean(default=False)
     progress = param.Number(default=0.0, bounds=(0.0, 1.0))
     message = param.String(default="")
+    tokens_per_s = param.Number(default=None, allow_None=True, doc="generated tokens per second, when done")
 
     def __init__(self, key: str, settings: str, **params):
         super().__init__(**params)
@@ -59,6 +67,7 @@ def settings_key(spec: GridSpec) -> str:
         "samples": int(spec.samples),
         "sampling": asdict(spec.sampling),
         "objectives": [o.name for o in spec.objectives],
+        "methods": list(spec.mix_methods),
     }
     return json.dumps(payload, sort_keys=True)
 
@@ -75,7 +84,9 @@ def describe_sampling(sampling: SamplingConfig) -> str:
 
 def describe_grid(spec: GridSpec) -> str:
     """A grid's settings in words, shown next to its front."""
-    return f"{len(spec.mixes)} mixes x {len(spec.prompts)} prompts, {describe_sampling(spec.sampling)}"
+    methods = sorted(set(spec.mix_methods))
+    how = "" if methods == ["soup"] else f" ({', '.join(methods)})"
+    return f"{len(spec.mixes)} mixes{how} x {len(spec.prompts)} prompts, {describe_sampling(spec.sampling)}"
 
 
 @dataclass(frozen=True)
@@ -182,6 +193,7 @@ class Engine(param.Parameterized):
         *,
         cancel: threading.Event,
         on_text: Callable[[str], None],
+        method: str = "soup",
     ) -> Generations | None:
         """One response, streamed through ``on_text`` (called from the scheduler's thread); None
         when ``cancel`` is set before it ends (the row stops at its next decode step, or never
@@ -189,17 +201,24 @@ class Engine(param.Parameterized):
 
         Paired sampling makes it the very response the grid scores for this mix, prompt and seed.
         """
-        out = self.scheduler.submit(prompt, weights, sampling, on_text=on_text, cancel=cancel).result()
+        out = self.scheduler.submit(
+            prompt, weights, sampling, on_text=on_text, cancel=cancel, method=method
+        ).result()
         if out.cancelled:
             return None
         return Generations(texts=[out.text], token_ids=[out.token_ids], finished=[out.finished])
 
     def generate_batch(
-        self, prompt: str, mixes: Sequence[Mapping[str, float]], sampling: SamplingConfig
+        self,
+        prompt: str,
+        mixes: Sequence[Mapping[str, float]],
+        sampling: SamplingConfig,
+        methods: Sequence[str] | None = None,
     ) -> Generations:
-        """The same prompt under several mixes (pinned comparisons), batched with the other
-        sessions' interactive rows."""
-        return self.scheduler.generate([prompt] * len(mixes), list(mixes), config=sampling)
+        """The same prompt under several mixes (pinned comparisons; ``methods``: each mix's, default
+        soup), batched with the other sessions' interactive rows."""
+        how = list(methods) if methods is not None else "soup"
+        return self.scheduler.generate([prompt] * len(mixes), list(mixes), config=sampling, method=how)
 
     def measure(
         self,
@@ -209,6 +228,7 @@ class Engine(param.Parameterized):
         *,
         samples: int = 1,
         cancel: threading.Event,
+        method: str = "soup",
     ) -> dict[str, float] | None:
         """Mean scores of one mix over ``prompts`` (the grid's), measured by the grid's own run loop.
 
@@ -220,7 +240,7 @@ class Engine(param.Parameterized):
             objectives=tuple(self.objectives),
             samples=samples,
             sampling=sampling,
-        )
+        ).for_methods([method])
         ds = evaluate_grid(
             self.soup,
             spec,
@@ -246,17 +266,17 @@ class Engine(param.Parameterized):
         *,
         prompts: Sequence[str] | None = None,
         resolution: int | None = None,
+        method: str = "soup",
     ) -> GridSpec:
-        """The app's frontier grid under ``sampling`` (default prompts and resolution: the app's).
-
-        Refuses fewer than two objectives."""
+        """The app's frontier grid under ``sampling`` and ``method`` (default prompts and
+        resolution: the app's). Refuses fewer than two objectives."""
         return GridSpec.on_simplex(
             self.names,
             self.resolution if resolution is None else int(resolution),
             prompts=self.grid_prompts if prompts is None else list(prompts),
             objectives=self.objectives,
             sampling=sampling,
-        )
+        ).for_methods([method])
 
     def grid_for(self, spec: GridSpec) -> GridRun | None:
         """The grid started (or read from the cache) with these settings, if any."""
@@ -269,10 +289,11 @@ class Engine(param.Parameterized):
         prompts: Sequence[str] | None = None,
         resolution: int | None = None,
         owner: object | None = None,
+        method: str = "soup",
     ) -> GridRun:
         """The grid of these settings: joined when it runs or is done, else started in a background
         thread (a cached front appears at once). ``owner`` (a session) waits on it until it cancels."""
-        spec = self.grid_spec(sampling, prompts=prompts, resolution=resolution)
+        spec = self.grid_spec(sampling, prompts=prompts, resolution=resolution, method=method)
         key = settings_key(spec)
         with self._grids_lock:
             run = self.grids.get(key)
@@ -317,8 +338,10 @@ class Engine(param.Parameterized):
 
     def _run_grid(self, run: GridRun, spec: GridSpec) -> None:
         start = time.time()
+        resumed = [0]
 
         def on_chunk(partial: xr.Dataset, progress: Progress) -> None:
+            resumed[0] = progress.resumed_rows
             run.param.update(
                 results=partial,
                 progress=progress.fraction,
@@ -334,12 +357,17 @@ class Engine(param.Parameterized):
                 cancel=run.cancel,
                 on_chunk=on_chunk,
             )
-            done = f"done in {time.time() - start:.0f} s" if is_complete(ds) else "cancelled"
-            run.param.update(results=ds, message=f"grid {done}")
+            seconds = time.time() - start
+            done = f"done in {seconds:.0f} s" if is_complete(ds) else "cancelled"
+            speed = None  # measured only when this run generated every row (not cached, not resumed)
+            if is_complete(ds) and not resumed[0] and seconds > 0.5:
+                speed = total_tokens(ds) / seconds
+            run.param.update(results=ds, message=f"grid {done}", tokens_per_s=speed)
         except Exception as err:  # shown in the app; the app stays usable
             run.param.update(message=f"grid failed: {type(err).__name__}: {err}")
         finally:
             run.running = False
+            self.grids_changed += 1  # sessions showing several methods' fronts look again
 
     # ------------------------------------------------------------------------------------------
     # export

@@ -22,8 +22,10 @@ from explorer.errors import SoupError
 from explorer.export import FORMATS
 from explorer.frontier.results import (
     adapter_names,
+    concat_results,
     estimate,
     is_summarized,
+    methods_of,
     mix_dict,
     mix_scores,
     n_mixes,
@@ -32,6 +34,7 @@ from explorer.frontier.results import (
     samples_of,
     sampling_of,
 )
+from explorer.methods import DECODING_METHODS, METHODS
 from explorer.mix import check_mix
 from explorer.prompts import parse_prompts
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
@@ -70,14 +73,22 @@ def _rounded(weights: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple((n, round(float(w), 6)) for n, w in weights.items())
 
 
-def produced_by(weights: Mapping[str, float], prompt: str, sampling: SamplingConfig) -> dict:
-    """What produced a response: its mix, prompt and decoding (shown with it, stored with a pin)."""
-    return {"weights": dict(weights), "prompt": prompt, "sampling": asdict(sampling)}
+def produced_by(
+    weights: Mapping[str, float], prompt: str, sampling: SamplingConfig, method: str = "soup"
+) -> dict:
+    """What produced a response: its mix and mixing method, prompt and decoding (shown with it,
+    stored with a pin)."""
+    return {"weights": dict(weights), "method": method, "prompt": prompt, "sampling": asdict(sampling)}
 
 
 def pin_key(pin: Mapping) -> tuple:
-    """Two pins are the same when mix, prompt and decoding are."""
-    return (_rounded(pin["weights"]), pin["prompt"], tuple(sorted(pin["sampling"].items())))
+    """Two pins are the same when mix, method, prompt and decoding are."""
+    return (
+        _rounded(pin["weights"]),
+        pin.get("method", "soup"),
+        pin["prompt"],
+        tuple(sorted(pin["sampling"].items())),
+    )
 
 
 class Session(param.Parameterized):
@@ -92,6 +103,11 @@ class Session(param.Parameterized):
     temperature = param.Number(default=0.0, bounds=(0.0, 2.0), doc="0 is greedy")
     top_p = param.Number(default=1.0, bounds=(0.01, 1.0))
     seed = param.Integer(default=0)
+    method: param.Selector = param.Selector(
+        default="soup",
+        objects=list(DECODING_METHODS),
+        doc="how the mix combines the adapters: soup (weights mixed) or mod (decoding-time mixing)",
+    )
 
     response = param.String(default="", doc="the live response, streamed token by token")
     response_for = param.Dict(default={}, doc="what produced the response: weights, prompt, sampling")
@@ -137,6 +153,12 @@ class Session(param.Parameterized):
     grid_message = param.String(default="")
     grid_settings = param.String(default="", doc="the settings of the grid shown, in words")
     grid_point = param.Integer(default=None, allow_None=True, doc="the grid mix last clicked")
+    method_fronts = param.Parameter(
+        default=None,
+        doc="the grids of this session's settings under every method computed so far, joined (an "
+        "xarray.Dataset whose mixes carry their method), when more than one method has one",
+    )
+    method_speeds = param.Dict(default={}, doc="method -> tokens/s of its grid, where measured")
 
     GRID_STATE = {
         "results": "results",
@@ -144,7 +166,7 @@ class Session(param.Parameterized):
         "progress": "grid_progress",
         "message": "grid_message",
     }
-    DECODING = ("max_new_tokens", "temperature", "top_p", "seed")
+    DECODING = ("max_new_tokens", "temperature", "top_p", "seed", "method")
 
     def __init__(
         self, engine: Engine, *, dispatch: Callable[[Callable[[], None]], None] | None = None, **params
@@ -218,13 +240,36 @@ class Session(param.Parameterized):
         (its settings are shown with it)."""
         try:
             spec = self.engine.grid_spec(
-                self.sampling, prompts=self.grid_prompts(), resolution=self.grid_resolution
+                self.sampling,
+                prompts=self.grid_prompts(),
+                resolution=self.grid_resolution,
+                method=self.method,
             )
         except SoupError:
             return
         run = self.engine.grid_for(spec)
         if run is not None and run is not self._grid:
             self.follow_grid(run)
+        self.gather_method_fronts()
+
+    def gather_method_fronts(self) -> None:
+        """Join the grids of this session's settings under each method that has one (complete or
+        partial) into ``method_fronts``, for the plot to overlay their fronts."""
+        found, speeds = [], {}
+        for method in METHODS:
+            try:
+                spec = self.engine.grid_spec(
+                    self.sampling, prompts=self.grid_prompts(), resolution=self.grid_resolution, method=method
+                )
+            except SoupError:
+                return
+            run = self.engine.grid_for(spec)
+            if run is not None and run.results is not None and is_summarized(run.results):
+                found.append(run.results)
+                if run.tokens_per_s:
+                    speeds[method] = run.tokens_per_s
+        joined = concat_results(found) if len(found) > 1 else None
+        self.param.update(method_fronts=joined, method_speeds=speeds)
 
     def close(self, *, wait: float | None = None) -> None:
         """The session ends: cancel its generation and stop following the engine; with ``wait``,
@@ -288,7 +333,7 @@ class Session(param.Parameterized):
         """The response no longer matches the mix, prompt or decoding on the page."""
         if self.response_for:
             try:
-                now = produced_by(self.weights, self.prompt, self.sampling)
+                now = produced_by(self.weights, self.prompt, self.sampling, self.method)
             except SoupError:
                 self.stale = True
                 return
@@ -302,7 +347,7 @@ class Session(param.Parameterized):
         mix = mix_dict(ds, index)
         if min(mix.values()) < -1e-12:
             self.simplex = False  # an extrapolated mix cannot stay on the simplex
-        self.param.update(weights=mix, grid_point=index)
+        self.param.update(weights=mix, grid_point=index, method=methods_of(ds)[index])
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -353,7 +398,7 @@ class Session(param.Parameterized):
         self._cancel = cancel = threading.Event()
         self._generation += 1
         request = self._generation
-        weights, prompt = dict(self.weights), self.prompt
+        weights, prompt, method = dict(self.weights), self.prompt, self.method
         try:
             sampling = self.sampling
             if not prompt.strip():
@@ -366,7 +411,7 @@ class Session(param.Parameterized):
         self.param.update(
             generating=True,
             response="",
-            response_for=produced_by(weights, prompt, sampling),
+            response_for=produced_by(weights, prompt, sampling, method),
             stale=False,
             scores={},
             measured={},
@@ -384,14 +429,16 @@ class Session(param.Parameterized):
 
         def work() -> None:
             try:
-                out = self.engine.generate_stream(prompt, weights, sampling, cancel=cancel, on_text=on_text)
+                out = self.engine.generate_stream(
+                    prompt, weights, sampling, cancel=cancel, on_text=on_text, method=method
+                )
                 if out is None or cancel.is_set() or request != self._generation:
                     return
                 text = out.texts[0]
                 scores = self.engine.score(prompt, text)
                 self._apply(request, response=text, scores=scores, generating=False)
                 self._complete_pins(request, response=text, scores=scores, partial=False)
-                self._measure(weights, cancel, request)
+                self._measure(weights, cancel, request, method)
             except Exception as err:  # a scorer or generation failure is shown, the app stays usable
                 self._apply(request, message=f"{type(err).__name__}: {err}", generating=False)
             finally:
@@ -421,19 +468,27 @@ class Session(param.Parameterized):
                     return
             work()
 
-    def _measure(self, weights: dict[str, float], cancel: threading.Event, request: int) -> None:
-        """Place the mix among the grid's points: its grid means when the grid holds it, else
-        measured over the grid's prompts with the grid's sampling (after the live response)."""
+    def _measure(
+        self, weights: dict[str, float], cancel: threading.Event, request: int, method: str = "soup"
+    ) -> None:
+        """Place the mix among the grid's points: its grid means when the grid holds it (under the
+        same method), else measured over the grid's prompts with the grid's sampling (after the
+        live response)."""
         ds = self.results
         if ds is None or not is_summarized(ds):
             return
-        on_grid = mix_scores(ds, weights)
+        on_grid = mix_scores(ds, weights, method)
         measured: dict[str, float] | None
         if on_grid is not None and all(np.isfinite(v["mean"]) for v in on_grid.values()):
             measured = {o: v["mean"] for o, v in on_grid.items()}
         else:
             measured = self.engine.measure(
-                weights, prompt_texts(ds), sampling_of(ds), samples=samples_of(ds), cancel=cancel
+                weights,
+                prompt_texts(ds),
+                sampling_of(ds),
+                samples=samples_of(ds),
+                cancel=cancel,
+                method=method,
             )
         if measured is not None:
             self._apply(request, measured=measured)
@@ -446,7 +501,11 @@ class Session(param.Parameterized):
         """Compute (or join) the frontier grid of this session's settings; a refusal is a message."""
         try:
             run = self.engine.start_grid(
-                self.sampling, prompts=self.grid_prompts(), resolution=self.grid_resolution, owner=self
+                self.sampling,
+                prompts=self.grid_prompts(),
+                resolution=self.grid_resolution,
+                owner=self,
+                method=self.method,
             )
         except Exception as err:
             self.message = str(err)
@@ -474,6 +533,14 @@ class Session(param.Parameterized):
         """Export the current mix in the chosen format, in a worker thread: the folder, its size
         and error are shown; adapter and lowrank exports also get a zip to download."""
         weights, format = dict(self.weights), self.export_format
+        if self.method != "soup":
+            self.message = (
+                f"{self.method} mixes the adapters at decoding time: it has no single adapter or merged "
+                "model to export. Set the mixing method to soup to export these weights as an exact soup"
+            )
+            thread = threading.Thread(target=lambda: None)
+            thread.start()
+            return thread
         rank = self.export_rank if format == "lowrank" else None
         results, choice = self.results, self.choice
         self.param.update(exporting=True, export_status=f"exporting {format}...", export_zip="")
@@ -552,11 +619,12 @@ class Session(param.Parameterized):
 
         def work() -> None:
             try:
-                out = self.engine.generate_batch(prompt, [p["weights"] for p in pins], sampling)
+                methods = [p.get("method", "soup") for p in pins]
+                out = self.engine.generate_batch(prompt, [p["weights"] for p in pins], sampling, methods)
                 fresh = {
-                    _rounded(p["weights"]): {
+                    (_rounded(p["weights"]), p.get("method", "soup")): {
                         **p,
-                        **produced_by(p["weights"], prompt, sampling),
+                        **produced_by(p["weights"], prompt, sampling, p.get("method", "soup")),
                         "response": text,
                         "scores": self.engine.score(prompt, text),
                         "partial": False,
@@ -566,7 +634,9 @@ class Session(param.Parameterized):
                 }
 
                 def apply() -> None:
-                    self.pinned = [fresh.get(_rounded(p["weights"]), p) for p in self.pinned]
+                    self.pinned = [
+                        fresh.get((_rounded(p["weights"]), p.get("method", "soup")), p) for p in self.pinned
+                    ]
 
                 self._dispatch(apply)
             except Exception as err:

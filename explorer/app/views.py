@@ -28,11 +28,13 @@ from explorer.frontier.results import (
     direction_of,
     done_mask,
     front_in_plane,
+    hypervolume_by_method,
     hypervolume_of,
     intervals,
     is_complete,
     is_summarized,
     means,
+    methods_of,
     mix_dict,
     mix_weights,
     n_mixes,
@@ -142,6 +144,12 @@ class MixControls(Viewer):
             ),
             pn.widgets.FloatSlider.from_param(s.param.top_p, step=0.01, name="Top-p"),
             pn.widgets.IntInput.from_param(s.param.seed, name="Seed"),
+            pn.widgets.Select.from_param(s.param.method, name="Mixing method"),
+            pn.pane.HTML(
+                "<small><b>soup</b>: the adapters' weights mixed (one forward pass); <b>mod</b>: their "
+                "next-token distributions mixed at decoding time, prod p_i^w_i (one pass per adapter)</small>",
+                css_classes=["method-help"],
+            ),
             sizing_mode="stretch_width",
         )
 
@@ -200,8 +208,9 @@ class ResponseView(Viewer):
         def status(scores, first_token_s, generating, produced, stale):
             if not produced:
                 return '<div class="response-status"></div>'
+            how = produced.get("method", "soup")
             parts = [
-                f"<b>Mix:</b> {html.escape(mix_label(produced['weights']))}",
+                f"<b>Mix:</b> {html.escape(mix_label(produced['weights']))} <b>({html.escape(how)})</b>",
                 f"<b>prompt:</b> {html.escape(_short(produced['prompt']))}",
                 html.escape(describe_sampling(SamplingConfig(**produced["sampling"]))),
             ]
@@ -283,7 +292,10 @@ class FrontierView(Viewer):
                 self._whiskers, s.param.results, s.param.x_objective, s.param.y_objective, horizontal=True
             )
         )
-        mixes = front * x_bars * y_bars * self.points
+        methods = hv.DynamicMap(
+            pn.bind(self._method_fronts, s.param.method_fronts, s.param.x_objective, s.param.y_objective)
+        )
+        mixes = front * x_bars * y_bars * self.points * methods
         for layer in self.layers:
             mixes = mixes * layer
         self.plot = (mixes * pins * current).opts(
@@ -345,6 +357,27 @@ class FrontierView(Viewer):
             ylabel=self._axis(ds, y),
             show_legend=False,
         )
+
+    def _method_fronts(self, joined, x, y):
+        """Each method's front on these axes, in its own colour, over the grids computed so far
+        with this session's settings (only when more than one method has a grid)."""
+        curves = []
+        if joined is not None and x is not None and is_summarized(joined):
+            k = {o: i for i, o in enumerate(objective_names(joined))}
+            mean, methods = means(joined), np.array(methods_of(joined))
+            for method in dict.fromkeys(methods.tolist()):
+                part = joined.isel(mix=np.flatnonzero(methods == method))
+                rows = [i for i in front_in_plane(part, x, y) if np.isfinite(means(part)[i]).all()]
+                index = np.flatnonzero(methods == method)[rows]
+                points = sorted((mean[m, k[x]], mean[m, k[y]]) for m in index)
+                curves.append(
+                    hv.Curve(points, kdims=[x], vdims=[y], label=f"{method} front").opts(
+                        color=METHOD_COLOURS.get(method, "#555"), line_width=2, line_dash="dashed"
+                    )
+                )
+        if not curves:
+            return hv.Curve([], kdims=[x or "x"], vdims=[y or "y"])
+        return hv.Overlay(curves)
 
     def _axis(self, ds, name):
         better = "higher" if direction_of(ds, name) == "maximize" else "lower"
@@ -417,6 +450,11 @@ class FrontierView(Viewer):
                 self.plot, sizing_mode="stretch_width", min_height=380, css_classes=["frontier-plot"]
             ),
             pn.pane.HTML(
+                pn.bind(method_table, s.param.method_fronts, s.param.method_speeds),
+                sizing_mode="stretch_width",
+                css_classes=["method-table"],
+            ),
+            pn.pane.HTML(
                 pn.bind(axes_help, s.param.x_objective, s.param.y_objective), sizing_mode="stretch_width"
             ),
             sizing_mode="stretch_width",
@@ -471,6 +509,28 @@ class SimplexView(Viewer):
         if len(s.weights) != 3:
             return pn.Spacer(width=0)
         return pn.pane.HoloViews(hv.DynamicMap(pn.bind(self._plot, s.param.results, s.param.weights)))
+
+
+METHOD_COLOURS = {"soup": "#1f77b4", "mod": "#ff7f0e"}
+
+
+def method_table(joined, speeds: dict) -> str:
+    """Method, hypervolume [95% CI] of its front in all objectives (one reference point for all),
+    mixes and tokens/s: one row per method whose grid of these settings was computed."""
+    if joined is None:
+        return ""
+    counts = {m: methods_of(joined).count(m) for m in dict.fromkeys(methods_of(joined))}
+    rows = "".join(
+        f"<tr><td style='color:{METHOD_COLOURS.get(m, '#555')}'><b>{html.escape(m)}</b></td>"
+        f"<td>{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]</td><td>{counts.get(m, 0)}</td>"
+        f"<td>{_fmt(speeds.get(m))}</td></tr>"
+        for m, (v, lo, hi) in hypervolume_by_method(joined).items()
+    )
+    return (
+        "<table class='methods'><tr><th>method</th><th>hypervolume [95% CI]</th><th>mixes</th>"
+        f"<th>tokens/s</th></tr>{rows}</table>"
+        "<small>the fronts of every method computed with these settings, dashed in the method's colour</small>"
+    )
 
 
 def frontier_status(ds, settings: str) -> str:

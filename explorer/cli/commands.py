@@ -20,7 +20,9 @@ from explorer.cli.pick import PICK_HELP, add_pick_args, cmd_pick
 from explorer.cli.serve import add_serve_args, cmd_serve
 from explorer.demo import demo_base
 from explorer.launch import choose_objectives, open_soup
-from explorer.mix import METHODS, mix_label, parse_weights
+from explorer.merges import merges_for
+from explorer.methods import MERGE_METHODS, METHODS
+from explorer.mix import mix_label, parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import model_options_parser, objective_specs, options_from_args
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig, generate
@@ -48,13 +50,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     objectives = choose_objectives(given, soup.names)
     mixes = [parse_weights(text, soup.names) for text in weights]
     prompts = args.prompt or ["Give me one tip for sleeping better."]
-    scheduler = Scheduler(soup) if args.method != "soup" else None
+    scheduler = Scheduler(soup) if args.method == "mod" else None
+    config = SamplingConfig(args.max_new_tokens)
     for mix in mixes:
-        if scheduler is None:
-            out = generate(soup, prompts, mix, max_new_tokens=args.max_new_tokens)
-        else:  # decoding-time mixing: one batch row per adapter, through the scheduler
-            config = SamplingConfig(args.max_new_tokens)
+        if args.method in MERGE_METHODS:  # PeftMerges: PEFT's merged adapter, on its own model copy
+            weights = [mix[n] for n in soup.names]
+            out = merges_for(soup).generate(
+                prompts, weights, args.method, config=config, sample_ids=[0] * len(prompts)
+            )
+        elif scheduler is not None:  # decoding-time mixing: one batch row per adapter, through the scheduler
             out = scheduler.generate(prompts, mix, config=config, method=args.method)
+        else:
+            out = generate(soup, prompts, mix, max_new_tokens=args.max_new_tokens)
         scores = [o.score(prompts, out.texts) for o in objectives]
         for i, (prompt, text) in enumerate(zip(prompts, out.texts, strict=True)):
             scored = "  ".join(f"{o.name}={s[i]:.3g}" for o, s in zip(objectives, scores, strict=True))
@@ -82,8 +89,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
         "--method",
         choices=METHODS,
         default="soup",
-        help="how a mix combines the adapters: soup (their weights mixed, the default) or mod "
-        "(decoding-time mixing: each token drawn from prod_i p_i^w_i, one forward pass per adapter)",
+        help="how a mix combines the adapters: soup (their weights mixed, the default), mod "
+        "(decoding-time mixing: each token drawn from prod_i p_i^w_i, one forward pass per adapter), "
+        "or PEFT's merges ties, dare, peft-linear (add_weighted_adapter)",
     )
     p.add_argument(
         "--max-new-tokens",

@@ -17,6 +17,7 @@ from explorer.errors import SoupError
 from explorer.export import FORMATS, check_format, export_mix, read_recipe
 from explorer.frontier.results import load_results, mix_scores
 from explorer.launch import open_soup
+from explorer.methods import not_exported
 from explorer.mix import check_mix, parse_weights
 from explorer.options import options_from_args
 
@@ -106,11 +107,5 @@ def read_choice(path: str) -> dict:
         )
     mixing = data.get("mixing", "soup")
     if mixing != "soup":
-        raise SoupError(
-            f"--choice {file} chose a {mixing} mix: {mixing} mixes the adapters at decoding time, so it has "
-            "no single adapter or merged model to export. Export the nearest exact soup, the same weights "
-            "mixed in weight space, with --weights "
-            + ",".join(f"{n}={w:g}" for n, w in data["weights"].items())
-            + ", or choose among the soups: explorer pick --method soup"
-        )
+        raise SoupError(f"--choice {file}: {not_exported(mixing, data['weights'])}")
     return data

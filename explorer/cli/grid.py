@@ -50,7 +50,8 @@ from explorer.frontier.results import (
     save_results,
 )
 from explorer.launch import choose_objectives, open_soup
-from explorer.mix import parse_methods, parse_weights
+from explorer.methods import parse_methods
+from explorer.mix import parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import objective_specs, options_from_args
 from explorer.prompts import HELDOUT, read_prompts

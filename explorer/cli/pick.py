@@ -28,7 +28,8 @@ from explorer.frontier.choose import (
     pick_preference,
 )
 from explorer.frontier.results import load_results
-from explorer.mix import check_method, mix_label, parse_weights
+from explorer.methods import check_method, not_exported
+from explorer.mix import mix_label, parse_weights
 
 
 def add_pick_args(p: argparse.ArgumentParser) -> None:
@@ -110,12 +111,7 @@ def cmd_pick(args: argparse.Namespace) -> int:
     if choice.mixing == "soup":
         print(f"\nexport it: explorer export --weights {weights} --frontier {args.frontier} --out ./my-mix")
     else:
-        print(
-            f"\n{choice.mixing} mixes the adapters at decoding time: it has no single adapter to export. "
-            f"Serve it (explorer api, method {choice.mixing!r}), or export the nearest exact soup, the same "
-            f"weights mixed in weight space: explorer export --weights {weights} --out ./my-mix "
-            f"(pick --method soup chooses among the soups)"
-        )
+        print(f"\n{not_exported(choice.mixing, choice.weights)}")
     if out is not None:
         with atomic_write(out) as tmp:
             tmp.write_text(json.dumps({**choice.to_dict(), "frontier": str(Path(args.frontier))}, indent=1))

@@ -24,7 +24,9 @@ from explorer.errors import SoupError
 from explorer.frontier.cache import RunFiles, key_of, soup_fingerprint
 from explorer.frontier.grid import GridSpec
 from explorer.frontier.results import done_mask, empty_results, fill_rows, summarize
-from explorer.sampling import check_prompt_lengths, generate, prompt_lengths
+from explorer.merges import merges_for
+from explorer.methods import MERGES
+from explorer.sampling import Generations, check_prompt_lengths, generate, prompt_lengths
 from explorer.scheduler import Cancelled, Priority, Scheduler
 from explorer.soup import Soup
 
@@ -50,11 +52,16 @@ class Progress:
 
 def plan_rows(tokenizer, spec: GridSpec) -> list[tuple[int, int, int]]:
     """Every (mix, prompt, sample) once, ordered by prompt length then prompt, so that a chunk
-    mostly holds rows of one prompt (little left padding, the same numerics as one row alone)."""
+    mostly holds rows of one prompt (little left padding, the same numerics as one row alone).
+    The mixes of PEFT's merges come last, one mix after another: a chunk then holds few merged
+    mixes, each merged once for all its rows."""
     lengths = prompt_lengths(tokenizer, list(spec.prompts))
     order = sorted(range(len(spec.prompts)), key=lambda p: (lengths[p], p))
     m, _, s = spec.shape
-    return [(mi, p, si) for p in order for mi in range(m) for si in range(s)]
+    merged = [mi for mi in range(m) if spec.mix_methods[mi] in MERGES]
+    shared = [mi for mi in range(m) if spec.mix_methods[mi] not in MERGES]
+    rows = [(mi, p, si) for p in order for mi in shared for si in range(s)]
+    return rows + [(mi, p, si) for mi in merged for p in order for si in range(s)]
 
 
 def auto_batch_size(soup: Soup, spec: GridSpec) -> int:
@@ -110,19 +117,63 @@ def run_chunk(
     priority: int = Priority.GRID,
     cancel: threading.Event | None = None,
 ) -> ChunkResult:
-    """Generate the rows ``chunk`` of ``spec`` as one batch and score them by every objective.
+    """Generate the rows ``chunk`` of ``spec`` and score them by every objective.
 
-    With a ``scheduler`` the rows are its requests of ``priority`` (batched with whatever else it
-    runs; ``cancel`` stops them and raises ``Cancelled``), else one ``generate`` call."""
-    prompts = [spec.prompts[p] for _, p, _ in chunk]
-    weights = torch.as_tensor(np.asarray(spec.mixes)[[mi for mi, _, _ in chunk]])
-    sample_ids = [si for _, _, si in chunk]
+    Soup and decoding-time (mod) rows: with a ``scheduler`` its requests of ``priority`` (batched
+    with whatever else it runs; ``cancel`` stops them and raises ``Cancelled``), else one
+    ``generate`` call (mod rows through a scheduler of their own). Rows of PEFT's merges: one
+    batch per merged mix, on PEFT's model (``explorer.merges``)."""
     methods = [spec.mix_methods[mi] for mi, _, _ in chunk]
+    texts: list[str] = [""] * len(chunk)
+    n_tokens: list[int] = [0] * len(chunk)
+    finished: list[bool] = [False] * len(chunk)
+
+    def put(rows: Sequence[int], out: Generations) -> None:
+        for j, text, ids, done in zip(rows, out.texts, out.token_ids, out.finished, strict=True):
+            texts[j], n_tokens[j], finished[j] = text, len(ids), bool(done)
+
+    decoded = [j for j, m in enumerate(methods) if m not in MERGES]
+    if decoded:
+        put(decoded, _decode_rows(soup, spec, [chunk[j] for j in decoded], stop, scheduler, priority, cancel))
+    merged: dict[tuple[int, str], list[int]] = {}
+    for j, m in enumerate(methods):
+        if m in MERGES:
+            merged.setdefault((chunk[j][0], m), []).append(j)
+    for (mi, method), rows in merged.items():
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+        out = merges_for(soup).generate(
+            [spec.prompts[chunk[j][1]] for j in rows],
+            np.asarray(spec.mixes)[mi].tolist(),
+            method,
+            config=spec.sampling,
+            sample_ids=[chunk[j][2] for j in rows],
+        )
+        put(rows, out)
+    prompts = [spec.prompts[p] for _, p, _ in chunk]
+    scores = np.stack([o.score(prompts, texts) for o in spec.objectives], axis=1)  # (rows, K)
+    return ChunkResult(texts, n_tokens, finished, scores)
+
+
+def _decode_rows(
+    soup: Soup,
+    spec: GridSpec,
+    rows: Sequence[Row],
+    stop: StoppingCriteriaList | None,
+    scheduler: Scheduler | None,
+    priority: int,
+    cancel: threading.Event | None,
+) -> Generations:
+    """Soup and mod rows: through the scheduler, or one ``generate`` call when they are all soup."""
+    prompts = [spec.prompts[p] for _, p, _ in rows]
+    weights = torch.as_tensor(np.asarray(spec.mixes)[[mi for mi, _, _ in rows]])
+    sample_ids = [si for _, _, si in rows]
+    methods = [spec.mix_methods[mi] for mi, _, _ in rows]
     if scheduler is None and any(m != "soup" for m in methods):  # decoding-time mixing needs one
         with closing(Scheduler(soup)) as own:
-            return run_chunk(soup, spec, chunk, stop, scheduler=own, priority=priority, cancel=cancel)
+            return _decode_rows(soup, spec, rows, stop, own, priority, cancel)
     if scheduler is not None:
-        out = scheduler.generate(
+        return scheduler.generate(
             prompts,
             weights,
             config=spec.sampling,
@@ -131,13 +182,8 @@ def run_chunk(
             cancel=cancel,
             method=methods,
         )
-    else:
-        out = generate(
-            soup, prompts, weights, config=spec.sampling, sample_ids=sample_ids, stopping_criteria=stop
-        )
-    scores = np.stack([o.score(prompts, out.texts) for o in spec.objectives], axis=1)  # (rows, K)
-    return ChunkResult(
-        list(out.texts), [len(t) for t in out.token_ids], [bool(f) for f in out.finished], scores
+    return generate(
+        soup, prompts, weights, config=spec.sampling, sample_ids=sample_ids, stopping_criteria=stop
     )
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from explorer.decoding import SamplingConfig
 from explorer.errors import SoupError
-from explorer.mix import MAX_WEIGHT, check_method
+from explorer.methods import check_method
+from explorer.mix import MAX_WEIGHT
 
 if TYPE_CHECKING:  # the objectives' scorers import torch; a grid's description does not need it
     from explorer.objectives import Objective

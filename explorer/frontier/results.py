@@ -234,10 +234,10 @@ def find_mix(ds: xr.Dataset, weights: Mapping[str, float], method: str = "soup")
     return int(hits[0]) if len(hits) else None
 
 
-def mix_scores(ds: xr.Dataset, weights: Mapping[str, float]) -> dict | None:
-    """The measured scores of the mix ``weights`` (name -> weight) when the grid holds exactly it:
-    ``{objective: {mean, ci_low, ci_high, direction}}``, else None."""
-    m = find_mix(ds, weights)
+def mix_scores(ds: xr.Dataset, weights: Mapping[str, float], method: str = "soup") -> dict | None:
+    """The measured scores of the mix ``weights`` (name -> weight) under ``method`` when the grid
+    holds exactly it: ``{objective: {mean, ci_low, ci_high, direction}}``, else None."""
+    m = find_mix(ds, weights, method)
     if m is None or not is_summarized(ds):
         return None
     mean, (low, high) = means(ds), intervals(ds)
@@ -288,6 +288,11 @@ def direction_of(ds: xr.Dataset, objective: str) -> str:
 def mix_weights(ds: xr.Dataset) -> np.ndarray:
     """(M, N) mixing weights, columns in ``adapter_names`` order."""
     return np.asarray(ds["weights"].transpose("mix", "adapter").values, dtype=np.float64)
+
+
+def total_tokens(ds: xr.Dataset) -> int:
+    """Tokens generated over every row done."""
+    return int(np.where(_rows(ds, "done"), _rows(ds, "n_tokens"), 0).sum())
 
 
 def methods_of(ds: xr.Dataset) -> list[str]:

@@ -381,7 +381,7 @@ def test_simplex_toggle_regenerates_and_pins_show_their_prompt(page, app, demo_e
     wait_until(lambda: not s.generating and s.response == expected, page, timeout=TIMEOUT)
     assert s.response_for["weights"] == pytest.approx(s.weights)
     status = page.locator(".response-status")
-    wait_until(lambda: "positive 2.00" not in status.inner_text(), page, timeout=TIMEOUT)
+    wait_until(lambda: "positive=2" not in status.inner_text(), page, timeout=TIMEOUT)
     assert page.locator(".response-stale").count() == 0
     page.get_by_role("button", name="Pin this mix").click()
     page.get_by_role("button", name="Pin this mix").click()  # the same again: refused
@@ -446,3 +446,19 @@ def test_a_failing_scorer_shows_a_message_and_the_app_stays_usable(page, app, de
     page.get_by_role("button", name="Generate", exact=True).click()  # usable: the next request works
     wait_until(lambda: not s.generating and bool(s.scores) and not s.message, page, timeout=TIMEOUT)
     wait_until(lambda: "scores:" in page.locator(".response-status").inner_text(), page, timeout=TIMEOUT)
+
+
+def test_the_mixing_method_selector_streams_a_decoding_time_mix_and_says_so(page, app, demo_engine):
+    explorer = open_app(page, app)
+    s = explorer.session
+    generate_on_page(s, page, weights={"positive": 0.5, "readable": 0.5, "concise": 0.0})
+    select = page.locator(".bk-input-group").filter(has_text="Mixing method").locator("select")
+    select.select_option("mod")
+    wait_until(lambda: s.method == "mod", page, timeout=TIMEOUT)
+    wait_until(lambda: page.locator(".response-stale").count() == 1, page, timeout=TIMEOUT)
+    page.get_by_role("button", name="Generate").click()
+    expected = demo_engine.scheduler.generate([s.prompt], s.weights, config=s.sampling, method="mod").texts[0]
+    wait_until(lambda: not s.generating and s.response == expected, page, timeout=TIMEOUT)
+    status = page.locator(".response-status")
+    wait_until(lambda: "(mod)" in status.inner_text(), page, timeout=TIMEOUT)
+    assert s.response_for["method"] == "mod" and page.locator(".response-stale").count() == 0

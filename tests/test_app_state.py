@@ -77,8 +77,8 @@ def test_an_older_request_never_overwrites_a_newer_one(session, monkeypatch):
     session.param.watch(lambda e: shown.append(e.new), "response")
     calls: list[int] = []
 
-    def late_token(prompt, weights, sampling, *, cancel, on_text):
-        out = real(prompt, weights, sampling, cancel=cancel, on_text=on_text)
+    def late_token(prompt, weights, sampling, *, cancel, on_text, **kwargs):
+        out = real(prompt, weights, sampling, cancel=cancel, on_text=on_text, **kwargs)
         calls.append(1)
         if len(calls) == 1:  # the newer request comes, then the old stream's last token lands
             session.set_weight("helpful", 0.9)

@@ -56,7 +56,7 @@ def test_for_methods_repeats_the_mixes_and_changes_the_cache_key_only_when_it_mu
     assert key_of(fingerprint, soup.names, plain) == key_of(fingerprint, soup.names, soup_only)
     assert key_of(fingerprint, soup.names, both) != key_of(fingerprint, soup.names, plain)
     with pytest.raises(SoupError, match="unknown method"):
-        plain.for_methods(["soup", "ties"])
+        plain.for_methods(["soup", "blend"])
     assert parse_methods(["soup,mod", "mod"]) == ("soup", "mod") and parse_methods(None) == ("soup",)
 
 
@@ -168,8 +168,10 @@ def test_pick_chooses_within_one_method_or_across_them(two_method_front, tmp_pat
         json.loads((tmp_path / f"{m}.json").read_text())["scores"]["letters"] for m in ("soup", "mod")
     ]
     assert best["scores"]["letters"] == max(per_method) and "mix" in across
+    assert main(["pick", "--frontier", front, "--knee", "--method", "blend"]) == 2
+    assert "unknown method 'blend'" in capsys.readouterr().err
     assert main(["pick", "--frontier", front, "--knee", "--method", "ties"]) == 2
-    assert "unknown method 'ties'" in capsys.readouterr().err
+    assert "no mix of method 'ties' in these results" in capsys.readouterr().err
 
 
 def test_a_mod_choice_is_not_exported_and_the_message_offers_the_soup(
@@ -178,7 +180,7 @@ def test_a_mod_choice_is_not_exported_and_the_message_offers_the_soup(
     out = tmp_path / "mod.json"
     argv = ["pick", "--frontier", str(two_method_front), "--maximize", "letters", "--method", "mod"]
     assert main([*argv, "--out", str(out)]) == 0
-    assert "no single adapter to export" in capsys.readouterr().out
+    assert "no single adapter" in capsys.readouterr().out
     base, adapters = llama_files
     export = ["export", "--base", str(base), "--choice", str(out), "--out", str(tmp_path / "mix")]
     export += [f"--adapter={n}={p}" for n, p in adapters.items()]

@@ -102,4 +102,6 @@ def test_member_rows():
     gates, coeffs = member_rows(torch.tensor([0.3, 0.0, 0.7], dtype=torch.float64), "soup")
     assert gates.tolist() == [[0.3, 0.0, 0.7]] and coeffs is None
     with pytest.raises(SoupError, match="unknown method"):
+        member_rows(torch.zeros(3, dtype=torch.float64), "blend")
+    with pytest.raises(SoupError, match="one merged mix at a time"):
         member_rows(torch.zeros(3, dtype=torch.float64), "ties")

@@ -456,7 +456,7 @@ def test_the_mixing_method_selector_streams_a_decoding_time_mix_and_says_so(page
     select.select_option("mod")
     wait_until(lambda: s.method == "mod", page, timeout=TIMEOUT)
     wait_until(lambda: page.locator(".response-stale").count() == 1, page, timeout=TIMEOUT)
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
     expected = demo_engine.scheduler.generate([s.prompt], s.weights, config=s.sampling, method="mod").texts[0]
     wait_until(lambda: not s.generating and s.response == expected, page, timeout=TIMEOUT)
     status = page.locator(".response-status")

@@ -50,9 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 from common import environment, finish, pick_device, pick_dtype, table  # bench/common.py, beside this script
 
-from explorer.frontier.adaptive import hypervolume, refine
+from explorer.frontier.adaptive import refine
 from explorer.frontier.grid import simplex_lattice
-from explorer.frontier.pareto import default_reference
+from explorer.frontier.pareto import default_reference, hypervolume
 
 MAX, MIN = "maximize", "minimize"
 DENSE = {2: 2000, 3: 400}  # lattice resolution of the "true" front: 2,001 and 80,601 mixes

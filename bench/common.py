@@ -205,6 +205,24 @@ def load_peft(setup: Setup, names):
     return model.eval()
 
 
+def peft_switch(model, names, mixes, combination: str):
+    """A function that switches the PEFT model ``model`` to the next of ``mixes`` (an iterator of
+    weight lists in ``names`` order) as a PEFT user does: add_weighted_adapter(``combination``) +
+    set_adapter + delete the previous mix's adapter."""
+    state: dict = {"k": 0, "old": None}
+
+    def switch() -> None:
+        new = f"mix{state['k']}"
+        state["k"] += 1
+        model.add_weighted_adapter(names, list(next(mixes)), new, combination_type=combination)
+        model.set_adapter(new)
+        if state["old"] is not None:
+            model.delete_adapter(state["old"])
+        state["old"] = new
+
+    return switch
+
+
 class Merge:
     """Merging as a rewarded-soups user does: W = W0 + B_cat diag(g) A_cat written into every
     target module's weight, from a kept copy of W0 (the lightest form: one addmm per module)."""

@@ -43,7 +43,7 @@ import gc
 import importlib
 import importlib.metadata
 import importlib.util
-import inspect
+import itertools
 import json
 import os
 import re
@@ -74,6 +74,7 @@ from common import (  # noqa: E402
     environment,
     load_peft,
     load_soup,
+    peft_switch,
     sync,
     table,
     time_call,
@@ -82,6 +83,7 @@ from common import (  # noqa: E402
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from explorer.adapters import read_adapter  # noqa: E402
+from explorer.decoding import SamplingConfig  # noqa: E402
 from explorer.frontier.grid import simplex_lattice  # noqa: E402
 from explorer.soup import Soup  # noqa: E402
 
@@ -550,18 +552,7 @@ def switch_peft_cat(setup: Setup, names: list[str], repeat: int) -> tuple[float,
     """PEFT's exact rebuild of a mix: add_weighted_adapter(cat) + set_adapter + delete the old one."""
     model = load_peft(setup, names)
     cast_lora(model, setup.dtype)
-    state: dict[str, Any] = {"k": 0, "old": None}
-
-    def switch() -> None:
-        mix = SWITCH_MIXES[state["k"] % 2]
-        new = f"mix{state['k']}"
-        state["k"] += 1
-        model.add_weighted_adapter(names, list(mix), new, combination_type="cat")
-        model.set_adapter(new)
-        if state["old"] is not None:
-            model.delete_adapter(state["old"])
-        state["old"] = new
-
+    switch = peft_switch(model, names, itertools.cycle(SWITCH_MIXES), "cat")
     switch()
     with PeakMemory(setup.device) as mem:
         seconds = time_call(switch, setup.device, repeat=repeat)
@@ -985,20 +976,27 @@ def scheduler_rows(soup: Soup, prompts: list[str], mixes: list[dict], tokens: in
 
 
 def mod_rows(soup: Soup, prompts: list[str], mixes: list[dict], tokens: int) -> list[dict]:
-    """Decoding-time mixing (MOD) against the weight soup on the same rows, where ``generate`` takes
-    a ``method`` (issue 21); tokens/s and the time relative to the soup."""
-    from explorer.sampling import generate
+    """Decoding-time mixing (MOD) against the weight soup on the same rows, both through the
+    scheduler (``Scheduler.generate(method=...)``); tokens generated per second, and the time
+    relative to the soup."""
+    from explorer.scheduler import Scheduler
 
-    if "method" not in inspect.signature(generate).parameters:
-        return [{"method": "mod", "status": "absent (generate has no method=)", "of_ceiling": None}]
+    scheduler = Scheduler(soup)
     rows = []
-    for method in ("soup", "mod"):
-        seconds = time_call(
-            lambda m=method: generate(soup, prompts, mixes, max_new_tokens=tokens, method=m), soup.device
-        )
-        rows.append({"method": method, "status": "ok", "seconds": seconds})
+    try:
+        for method in ("soup", "mod"):
+            out: list = []
+
+            def run(m: str = method, out: list = out) -> None:
+                out.append(scheduler.generate(prompts, mixes, config=SamplingConfig(tokens), method=m))
+
+            seconds = time_call(run, soup.device)
+            generated = sum(len(ids) for ids in out[-1].token_ids)
+            rows.append({"method": method, "status": "ok", "seconds": seconds, "tokens": generated})
+    finally:
+        scheduler.close()
     for r in rows:
-        r["tokens_per_s"] = len(prompts) * tokens / r["seconds"]  # at most: rows may stop at EOS
+        r["tokens_per_s"] = r["tokens"] / r["seconds"]
         r["x_soup_time"] = r["seconds"] / rows[0]["seconds"]
         r["of_ceiling"] = None
     return rows

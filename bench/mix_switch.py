@@ -29,6 +29,7 @@ from common import (  # bench/common.py, beside this script
     load_peft,
     load_soup,
     make_setup,
+    peft_switch,
     pick_device,
     pick_dtype,
     time_call,
@@ -67,19 +68,8 @@ def bench_merge(setup, names, repeat: int) -> tuple[float, int]:
 
 def bench_peft(setup, names, repeat: int, combination: str) -> tuple[float, int]:
     model = load_peft(setup, names)
-    mixes = itertools.cycle(_mixes(names))
-    state = {"k": 0, "old": None}
-
-    def switch():
-        mix = next(mixes)
-        new = f"mix{state['k']}"
-        state["k"] += 1
-        model.add_weighted_adapter(names, [mix[n] for n in names], new, combination_type=combination)
-        model.set_adapter(new)
-        if state["old"] is not None:
-            model.delete_adapter(state["old"])
-        state["old"] = new
-
+    mixes = ([mix[n] for n in names] for mix in itertools.cycle(_mixes(names)))
+    switch = peft_switch(model, names, mixes, combination)
     switch()
     with PeakMemory(setup.device) as mem:
         seconds = time_call(switch, setup.device, repeat=repeat)

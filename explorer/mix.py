@@ -87,9 +87,10 @@ def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: f
     return out
 
 
-def mix_label(weights: Mapping[str, float]) -> str:
-    """``"a=0.3, b=0.7"``: a mix as people read it."""
-    return ", ".join(f"{n}={w:g}" for n, w in weights.items())
+def mix_label(weights: Mapping[str, float], *, digits: int | None = None) -> str:
+    """``"a=0.3, b=0.7"``: a mix as people read it (``digits``: decimals shown, e.g. 2 on a page;
+    default: up to 6 significant digits, as ``--weights`` takes them back)."""
+    return ", ".join(f"{n}={w:g}" if digits is None else f"{n}={w:.{digits}f}" for n, w in weights.items())
 
 
 def file_label(weights: Mapping[str, float]) -> str:

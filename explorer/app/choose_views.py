@@ -129,7 +129,7 @@ class ChoosePanel(Viewer):
             for o, v in choice.scores.items()
         )
         return pn.pane.HTML(
-            f'<div class="choice-result"><b>{html.escape(mix_label(choice.weights))}</b>'
+            f'<div class="choice-result"><b>{html.escape(mix_label(choice.weights, digits=2))}</b>'
             f"<table>{rows}</table><small>{html.escape(choice.rule)}</small></div>",
             sizing_mode="stretch_width",
         )

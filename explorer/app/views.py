@@ -210,7 +210,7 @@ class ResponseView(Viewer):
                 return '<div class="response-status"></div>'
             how = produced.get("method", "soup")
             parts = [
-                f"<b>Mix:</b> {html.escape(mix_label(produced['weights']))} <b>({html.escape(how)})</b>",
+                f"<b>Mix:</b> {html.escape(mix_label(produced['weights'], digits=2))} <b>({html.escape(how)})</b>",
                 f"<b>prompt:</b> {html.escape(_short(produced['prompt']))}",
                 html.escape(describe_sampling(SamplingConfig(**produced["sampling"]))),
             ]
@@ -317,7 +317,7 @@ class FrontierView(Viewer):
             {
                 x: mean[m, k[x]],
                 y: mean[m, k[y]],
-                "mix": mix_label(dict(zip(names, weights[m], strict=True))),
+                "mix": mix_label(dict(zip(names, weights[m], strict=True)), digits=2),
                 "x_ci": f"[{_fmt(low[m, k[x]])}, {_fmt(high[m, k[x]])}]",
                 "y_ci": f"[{_fmt(low[m, k[y]])}, {_fmt(high[m, k[y]])}]",
                 "pareto": "Pareto-optimal" if optimal[m] else "dominated",
@@ -406,7 +406,7 @@ class FrontierView(Viewer):
             est = self.session.estimated_scores()
             point = (est[x], est[y]) if est else None
         label = "current mix (measured)" if done else "current mix (estimate)"
-        mix = mix_label(self.session.weights)
+        mix = mix_label(self.session.weights, digits=2)
         data = [(*point, mix, label)] if point and all(np.isfinite(point)) else []
         hover = HoverTool(tooltips=[("", "@what"), ("mix", "@mix"), (x, f"@{{{x}}}"), (y, f"@{{{y}}}")])
         return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["mix", "what"], label=label).opts(
@@ -416,7 +416,7 @@ class FrontierView(Viewer):
     def _pins(self, pinned, x, y):
         # a pinned mix sits where the grid would put it: its means over the grid's prompts
         data = [
-            (p["measured"][x], p["measured"][y], mix_label(p["weights"]), f"pinned {i + 1}")
+            (p["measured"][x], p["measured"][y], mix_label(p["weights"], digits=2), f"pinned {i + 1}")
             for i, p in enumerate(pinned)
             if {x, y} <= set(p.get("measured", {}))
         ]
@@ -638,7 +638,7 @@ class GridControls(Viewer):
             for p, t, sc in zip(prompt_texts(ds), texts, scores, strict=True)
         )
         head = "".join(f"<th>{html.escape(o)}</th>" for o in objectives)
-        label = html.escape(mix_label(mix_dict(ds, index)))
+        label = html.escape(mix_label(mix_dict(ds, index), digits=2))
         return (
             f'<details class="grid-point" open><summary>Grid point {label}: responses per prompt</summary>'
             f"<table><tr><th>prompt</th><th>response</th>{head}</tr>{rows}</table></details>"
@@ -731,7 +731,7 @@ class CompareView(Viewer):
             unpin.on_click(partial(lambda i, e: s.unpin(i), i))
             cols.append(
                 pn.Column(
-                    pn.pane.HTML(f"<b>{html.escape(mix_label(p['weights']))}</b>"),
+                    pn.pane.HTML(f"<b>{html.escape(mix_label(p['weights'], digits=2))}</b>"),
                     pn.pane.HTML(f'<small class="pin-prompt">{"<br>".join(notes)}</small>'),
                     pn.pane.HTML(
                         f'<div class="pinned-response" style="white-space: pre-wrap">{body}</div>',

@@ -20,7 +20,7 @@ from explorer.config import ModelOptions
 from explorer.demo import cache_dir, demo_adapters
 from explorer.distributed import RayOptions
 from explorer.errors import SoupError
-from explorer.frontier.adaptive import Round, check_installed
+from explorer.frontier.adaptive import Round
 from explorer.frontier.adaptive_grid import evaluate_adaptive
 from explorer.frontier.evaluation import ChunkExecutor, LocalExecutor, Progress, run_grid
 from explorer.frontier.grid import (
@@ -146,7 +146,6 @@ def check_adaptive_args(args: argparse.Namespace) -> None:
     for flag, value in (("--budget", args.budget), ("--round-size", args.round_size)):
         if value is not None and value < 1:
             raise SoupError(f"{flag} must be at least 1 mix, got {value}")
-    check_installed()
 
 
 def budget_before_loading(

@@ -18,29 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import moocore
 import numpy as np
 from scipy.spatial import Delaunay, QhullError
 
 from explorer.direction import MAXIMIZE, MINIMIZE
 from explorer.errors import SoupError
 from explorer.frontier.grid import DECIMALS
-from explorer.frontier.pareto import default_reference, pareto_mask
-
-_INSTALL = "pip install 'pareto-soup-explorer[adaptive]'"
-
-
-def _moocore():
-    try:
-        import moocore
-    except ImportError as err:  # an optional extra: say how to get it
-        raise SoupError(f"adaptive grids compute hypervolume with moocore: {_INSTALL}") from err
-    return moocore
-
-
-def check_installed() -> None:
-    """Refuse, before any work, when the ``adaptive`` extra (moocore) is missing: the error says
-    the pip command."""
-    _moocore()
+from explorer.frontier.pareto import default_reference, hypervolume, pareto_mask
 
 
 def _signs(directions: Sequence[str], k: int) -> np.ndarray:
@@ -50,24 +35,6 @@ def _signs(directions: Sequence[str], k: int) -> np.ndarray:
     if bad:
         raise SoupError(f"directions must be '{MAXIMIZE}' or '{MINIMIZE}', got {bad}")
     return np.array([1.0 if d == MAXIMIZE else -1.0 for d in directions])
-
-
-def hypervolume(
-    means: np.ndarray, directions: Sequence[str], reference: Sequence[float] | np.ndarray
-) -> float:
-    """Hypervolume of ``means`` (M, K) against ``reference`` (K,), both in the objectives' own
-    units: the same quantity as ``explorer.frontier.hypervolume``, by moocore (fast for
-    hundreds of mixes). Rows with NaN, and rows not better than the reference everywhere, add nothing."""
-    means = np.asarray(means, dtype=np.float64)
-    if means.ndim != 2:
-        raise SoupError(f"means must be a (mixes, objectives) table, got shape {means.shape}")
-    s = _signs(directions, means.shape[1])
-    f, ref = means * s, np.asarray(reference, dtype=np.float64) * s
-    f = f[np.isfinite(f).all(axis=1)]
-    f = f[(f > ref).all(axis=1)]
-    if len(f) == 0:
-        return 0.0
-    return float(_moocore().hypervolume(f, ref=ref, maximise=True))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,7 +130,7 @@ def _select(estimate: np.ndarray, length: np.ndarray, front: np.ndarray, budget:
     """Greedy batch: the candidate whose ``estimate`` (C, K) adds the most hypervolume to ``front``
     (P, K), all normalised and maximised, reference -0.1; it joins the front; repeat. When none
     adds any, the rest by ``length`` (C,), longest first."""
-    hv = _moocore().hypervolume
+    hv = moocore.hypervolume
     ref = np.full(front.shape[1], -0.1)
     front = front.copy()
     base = hv(front, ref=ref, maximise=True)
@@ -233,7 +200,6 @@ def refine(
     ``explorer.frontier.default_reference`` of the initial means, then fixed).
     ``on_round(refinement)`` is called after every round, the initial grid included.
     """
-    check_installed()  # before the initial grid is measured, not after
     initial = np.asarray(initial, dtype=np.float64)
     if initial.ndim != 2 or len(initial) == 0:
         raise SoupError(
@@ -286,4 +252,4 @@ def _measure(evaluate: Callable[[np.ndarray], np.ndarray], mixes: np.ndarray, k:
     return out
 
 
-__all__ = ["Refinement", "Round", "check_installed", "hypervolume", "propose", "refine"]
+__all__ = ["Refinement", "Round", "hypervolume", "propose", "refine"]

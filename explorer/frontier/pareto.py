@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 
+import moocore
 import numpy as np
 from scipy.stats import bootstrap
 
@@ -101,8 +102,8 @@ def hypervolume(
 
     ``reference`` is in the objectives' own units and directions (a point every mix should
     beat, e.g. slightly worse than the worst mix). Rows with NaN, and rows that do not beat the
-    reference on every objective, add nothing. Exact for any k (recursive slicing); meant for
-    the few objectives and the tens to hundreds of mixes of a soup grid.
+    reference on every objective, add nothing. Computed by moocore: the one hypervolume of the
+    project (grids, their bootstrap intervals, adaptive rounds).
     """
     v = _oriented(values, directions)
     ref = _oriented(np.asarray(reference, dtype=np.float64)[None, :], directions)[0]
@@ -110,23 +111,7 @@ def hypervolume(
     v = v[np.all(v > ref, axis=1)]
     if len(v) == 0:
         return 0.0
-    v = v[pareto_mask(v, [MAXIMIZE] * v.shape[1])]
-    return float(_slice_volume(v - ref))
-
-
-def _slice_volume(points: np.ndarray) -> float:
-    """Volume dominated by positive ``points`` (n, k) over the origin, maximizing every coordinate."""
-    if points.shape[1] == 1:
-        return float(points[:, 0].max())
-    order = np.argsort(-points[:, -1], kind="stable")
-    p = points[order]
-    heights = np.append(p[:, -1], 0.0)
-    volume = 0.0
-    for i in range(len(p)):
-        slab = heights[i] - heights[i + 1]
-        if slab > 0:
-            volume += slab * _slice_volume(p[: i + 1, :-1])
-    return volume
+    return float(moocore.hypervolume(v, ref=ref, maximise=True))
 
 
 def default_reference(values: np.ndarray, directions: Sequence[str], *, margin: float = 0.1) -> np.ndarray:

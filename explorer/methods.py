@@ -9,6 +9,7 @@ of the model.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 
 from explorer.errors import SoupError
@@ -45,7 +46,7 @@ def parse_methods(values: Sequence[str] | None) -> tuple[str, ...]:
 
 def not_exported(method: str, weights: Mapping[str, float]) -> str:
     """Why a mix combined by ``method`` (not the soup) is not exported here, and what to do instead."""
-    same = ",".join(f"{n}={float(w):g}" for n, w in weights.items())
+    same = shlex.quote(",".join(f"{n}={float(w):g}" for n, w in weights.items()))  # a shell word
     if method == "mod":
         why = "mod mixes the adapters at decoding time, so it has no single adapter or merged model to export"
     else:

@@ -441,3 +441,24 @@ def test_the_page_shows_paths_without_the_home_folder(tmp_path, monkeypatch):
     assert shown_path(tmp_path / "home" / ".cache" / "exports") == "~/.cache/exports"
     assert shown_path(tmp_path / "home" / "work" / "exports") == "exports"  # under the current folder
     assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+
+
+def test_a_message_naming_html_is_notified_as_text(engine, monkeypatch):
+    """Issue 25, item 1: a name like <img src=x onerror=alert(1)> in a message reaches the toast escaped."""
+    import panel as pn
+
+    from explorer.app.main import Explorer
+
+    shown: list[str] = []
+
+    class Toasts:
+        def error(self, text, duration=None):
+            shown.append(text)
+
+    monkeypatch.setattr(type(pn.state), "notifications", property(lambda self: Toasts()))
+    explorer = Explorer(engine, max_new_tokens=4)
+    try:
+        explorer.session.message = "adapter '<img src=x onerror=alert(1)>' failed"
+        assert shown == ["adapter &#x27;&lt;img src=x onerror=alert(1)&gt;&#x27; failed"]
+    finally:
+        explorer.session.close(wait=60)

@@ -150,3 +150,19 @@ def test_export_takes_one_mix(llama_files, tmp_path, capsys):
     ]:
         assert main(["export", *model, "--out", str(tmp_path / "x"), *extra]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_the_printed_export_command_quotes_names_from_the_file(tmp_path, capsys):
+    """Issue 25, item 5: an adapter named c$(touch${IFS}/tmp/x) is printed as one quoted shell word."""
+    import shlex
+
+    weights = np.stack([1 - T, T], axis=1)
+    evil = "c$(touch${IFS}/tmp/x)"
+    ds = results_dataset(TWO, TWO_LOW, TWO_HIGH, weights, ["positive", "concise"], [MAX, MIN])
+    ds = ds.assign_coords(adapter=["p", evil])
+    front = save_results(ds, tmp_path / "front.nc")
+    assert main(["pick", "--frontier", str(front), "--maximize", "positive"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("export it:"))
+    words = shlex.split(line.removeprefix("export it: "))
+    assert words[:3] == ["explorer", "export", "--weights"] and evil in words[3]
+    assert words[4:6] == ["--frontier", str(front)]

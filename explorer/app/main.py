@@ -6,6 +6,7 @@ own sliders, response and pinned mixes.
 
 from __future__ import annotations
 
+import html
 import sys
 import threading
 from collections.abc import Sequence
@@ -106,8 +107,10 @@ class Explorer(Viewer):
             s.regenerate()
 
     def _notify(self, event) -> None:
+        """The session's message as an error toast; escaped: the toast renders HTML, and messages
+        quote names from files (an adapter named ``<img onerror=...>`` must stay text)."""
         if event.new and pn.state.notifications is not None:
-            pn.state.notifications.error(event.new, duration=8000)
+            pn.state.notifications.error(html.escape(event.new), duration=8000)
 
     def main_area(self) -> pn.Column:
         return pn.Column(

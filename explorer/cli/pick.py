@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,9 +108,10 @@ def cmd_pick(args: argparse.Namespace) -> int:
     else:
         choice = pick_constrained(measured, maximize=args.maximize, minimize=args.minimize, **rule)
     print(describe(choice, measured))
-    weights = mix_label(choice.weights).replace(" ", "")
+    weights = shlex.quote(mix_label(choice.weights).replace(" ", ""))  # names come from a file: quoted
     if choice.mixing == "soup":
-        print(f"\nexport it: explorer export --weights {weights} --frontier {args.frontier} --out ./my-mix")
+        frontier = shlex.quote(str(args.frontier))
+        print(f"\nexport it: explorer export --weights {weights} --frontier {frontier} --out ./my-mix")
     else:
         print(f"\n{not_exported(choice.mixing, choice.weights)}")
     if out is not None:

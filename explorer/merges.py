@@ -49,7 +49,8 @@ class PeftMerges:
     def __init__(self, soup: Soup):
         if soup.base_path is None:
             raise SoupError("PEFT's merges need the soup's files: load it with Soup.load(base, adapters)")
-        self.soup = soup
+        # no reference to the soup itself: ``merges_for`` keys a weak dictionary by it
+        self.tokenizer, self.stops, self.device = soup.tokenizer, stop_token_ids(soup), soup.device
         model, _ = load_base(soup.base_path, device=soup.device, dtype=soup.dtype)
         names = list(soup.names)
         first = soup.adapters[names[0]]
@@ -77,17 +78,24 @@ class PeftMerges:
     def _merged(
         self, values: list[float], method: str, combination: str, density: float | None
     ) -> Iterator[PeftModel]:
-        torch.manual_seed(merge_seed(method, values))  # DARE's random drop: the same for the same mix
+        self._drop_merged()  # add_weighted_adapter silently keeps an adapter of the same name
+        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            self.peft.add_weighted_adapter(
-                self.names, values, "merged", combination_type=combination, density=density
-            )
-        except ValueError as err:
-            raise SoupError(f"PEFT refused the {method} merge of {values}: {err}") from err
-        try:
+            try:
+                with torch.random.fork_rng(devices=devices):  # the process's RNG is left as it was
+                    torch.manual_seed(merge_seed(method, values))  # DARE's random drop: the same per mix
+                    self.peft.add_weighted_adapter(
+                        self.names, values, "merged", combination_type=combination, density=density
+                    )
+            except ValueError as err:
+                raise SoupError(f"PEFT refused the {method} merge of {values}: {err}") from err
             self.peft.set_adapter("merged")
             yield self.peft
         finally:
+            self._drop_merged()
+
+    def _drop_merged(self) -> None:
+        if "merged" in self.peft.peft_config:
             self.peft.delete_adapter("merged")
 
     def generate(
@@ -98,9 +106,11 @@ class PeftMerges:
         *,
         config: SamplingConfig,
         sample_ids: Sequence[int],
+        stopping_criteria=None,
     ) -> Generations:
-        """Rows of one merged mix, with the same paired draws as the soup's rows."""
-        tokenizer = self.soup.tokenizer
+        """Rows of one merged mix, with the same paired draws as the soup's rows (``stopping_criteria``
+        as Hugging Face ``generate`` takes them: a grid's cancel)."""
+        tokenizer = self.tokenizer
         enc = encode_prompts(tokenizer, prompts)
         with self.merged(weights, method) as model:
             return generate_with(
@@ -110,7 +120,8 @@ class PeftMerges:
                 enc,
                 config=config,
                 sample_ids=sample_ids,
-                stops=stop_token_ids(self.soup),
+                stops=self.stops,
+                stopping_criteria=stopping_criteria,
             )
 
 

@@ -412,14 +412,18 @@ class Scheduler:
         if not busy:
             return {}
         top = min(busy)
-        room = self.max_rows - sum(len(b.rows) for b in self._lanes.get(top, []))
+        # batch rows, not responses: a MOD response decodes one row per adapter
+        room = self.max_rows - sum(r.members for b in self._lanes.get(top, []) for r in b.rows)
         admitted: list[_Request] = []
         keep: list[_Request] = []
         for r in sorted(self._waiting, key=lambda r: (r.priority, r.order)):
-            if r.priority != top or len(admitted) >= room:
+            rows = r.gates.shape[0]
+            fits = rows <= room or not (admitted or self._lanes.get(top))  # one always runs
+            if r.priority != top or not fits:
                 keep.append(r)
             elif r.ticket.future.set_running_or_notify_cancel():
                 admitted.append(r)
+                room -= rows
         self._waiting = keep
         return {top: admitted} if admitted else {}
 
@@ -567,14 +571,20 @@ class Scheduler:
         """Resolve the cancelled rows of every lane and free their batch rows."""
         for lane in self._lanes.values():
             for batch in list(lane):
-                kept = []
-                for b, row in enumerate(batch.rows):
-                    if row.request.ticket.cancelled:
-                        self._resolve(row, finished=False, cancelled=True)
-                    else:
-                        kept.append(b)
-                if len(kept) < len(batch.rows):
-                    batch.keep(kept)
+                try:
+                    kept = []
+                    for b, row in enumerate(batch.rows):
+                        if row.request.ticket.cancelled:
+                            self._resolve(row, finished=False, cancelled=True)
+                        else:
+                            kept.append(b)
+                    if len(kept) < len(batch.rows):
+                        batch.keep(kept)
+                except Exception as err:  # this batch's requests fail; the loop goes on
+                    log.exception("dropping cancelled rows failed")
+                    for row in batch.rows:
+                        _resolve_error(row.request.ticket, err)
+                    batch.rows = []
                 if not batch.rows:
                     lane.remove(batch)
 

@@ -111,3 +111,32 @@ def test_merges_do_not_share_the_schedulers_batches(same_rank):
     assert generate(
         soup, [PROMPTS[0]], {n: 0.0 for n in NAMES}, max_new_tokens=2
     ).texts  # the soup is untouched
+
+
+def test_a_failed_merge_leaves_no_stale_adapter(same_rank, monkeypatch):
+    """PEFT keeps an adapter of the same name without merging again: a merge that failed halfway
+    must not leave one behind for the next mix."""
+    from explorer.merges import merges_for
+
+    _, _, soup = same_rank
+    merger = merges_for(soup)
+    real = merger.peft.add_weighted_adapter
+    calls = []
+
+    def half_then_fail(*args, **kwargs):
+        calls.append(1)
+        real(*args, **kwargs)
+        raise ValueError("out of memory halfway")
+
+    monkeypatch.setattr(merger.peft, "add_weighted_adapter", half_then_fail)
+    with pytest.raises(SoupError, match="PEFT refused"):
+        merger.generate([PROMPTS[0]], [1.0, 0.0, 0.0], "ties", config=SamplingConfig(4), sample_ids=[0])
+    assert "merged" not in merger.peft.peft_config
+    monkeypatch.undo()
+    after = merger.generate(
+        [PROMPTS[0]], [0.0, 1.0, 0.0], "peft-linear", config=SamplingConfig(4), sample_ids=[0]
+    )
+    alone = merger.generate(
+        [PROMPTS[0]], [0.0, 1.0, 0.0], "peft-linear", config=SamplingConfig(4), sample_ids=[0]
+    )
+    assert after.token_ids == alone.token_ids and calls == [1]

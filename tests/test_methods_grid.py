@@ -187,3 +187,34 @@ def test_a_mod_choice_is_not_exported_and_the_message_offers_the_soup(
     assert main(export) == 2
     err = capsys.readouterr().err
     assert "decoding time" in err and "--weights helpful=" in err and not (tmp_path / "mix").exists()
+
+
+def test_results_written_before_methods_join_new_ones_as_soup(two_method_front):
+    """A cached soup front from before methods existed has no method coordinate: it still joins."""
+    from explorer.frontier.results import concat_results
+
+    new = load_results(two_method_front)
+    soups = np.flatnonzero(np.array(methods_of(new)) == "soup")
+    old = new.isel(mix=soups).drop_vars("method")
+    assert "method" not in old.coords and methods_of(old) == ["soup"] * len(soups)
+    joined = concat_results([old, new])
+    assert methods_of(joined)[: len(soups)] == ["soup"] * len(soups) and "mod" in methods_of(joined)
+
+
+def test_a_method_not_measured_yet_has_no_hypervolume(llama_soup64):
+    """A partial grid whose mod mixes have no row yet reports NaN for mod, not a zero volume."""
+    import threading
+
+    from explorer.frontier.results import summarize
+
+    spec = spec_of(llama_soup64)
+    cancel = threading.Event()
+    seen = []
+
+    def stop_after_first(partial, progress):
+        seen.append(progress.rows_done)
+        cancel.set()
+
+    ds = evaluate_grid(llama_soup64, spec, batch_size=4, cancel=cancel, on_chunk=stop_after_first)
+    hv = hypervolume_by_method(summarize(ds))
+    assert seen and np.isnan(hv["mod"]).all() and np.isfinite(hv["soup"][0])

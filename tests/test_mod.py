@@ -105,3 +105,19 @@ def test_member_rows():
         member_rows(torch.zeros(3, dtype=torch.float64), "blend")
     with pytest.raises(SoupError, match="one merged mix at a time"):
         member_rows(torch.zeros(3, dtype=torch.float64), "ties")
+
+
+def test_a_lane_counts_batch_rows_not_responses(soup64):
+    """max_rows bounds the rows decoded at once: a 3-adapter MOD response is three rows."""
+    s = Scheduler(soup64, max_rows=3)
+    try:
+        mixes = [
+            {"helpful": 0.3, "concise": 0.3, "positive": 0.4},
+            {"helpful": 1.0, "concise": 0.0, "positive": 0.0},
+        ]
+        tickets = [s.submit(PROMPTS[0], m, SamplingConfig(4), method="mod") for m in mixes]
+        for t in tickets:
+            t.result(60)
+        assert max(rows for _, _, rows in s.history) <= 3
+    finally:
+        s.close()

@@ -89,9 +89,9 @@ def add_grid_args(p: argparse.ArgumentParser) -> None:
         "--method",
         action="append",
         metavar="METHOD",
-        help="how each mix combines the adapters: soup (default: the weights mixed) or mod "
-        "(decoding-time mixing); repeat or give a comma list (soup,mod) to evaluate several on the "
-        "same mixes, prompts and seeds in one run",
+        help="how each mix combines the adapters: soup (default: the weights mixed), mod (decoding-time "
+        "mixing), or PEFT's merges ties, dare, peft-linear; repeat or give a comma list (soup,mod) to "
+        "evaluate several on the same mixes, prompts and seeds in one run",
     )
     p.add_argument(
         "--max-new-tokens",

@@ -148,6 +148,7 @@ def run_chunk(
             method,
             config=spec.sampling,
             sample_ids=[chunk[j][2] for j in rows],
+            stopping_criteria=stop,
         )
         put(rows, out)
     prompts = [spec.prompts[p] for _, p, _ in chunk]

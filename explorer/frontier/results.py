@@ -155,6 +155,9 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 500, level: float = 0.95, seed: i
             by_method = {}
             for m in dict.fromkeys(methods.tolist()):
                 rows = methods == m
+                if not valid[rows].any():  # nothing of this method measured yet (a partial grid)
+                    by_method[m] = [float("nan")] * 3
+                    continue
                 hv = [hypervolume(boot[rows][:, :, b], dirs, ref) for b in range(min(n_boot, 200))]
                 by_method[m] = [
                     hypervolume(mean[rows], dirs, ref),
@@ -192,7 +195,7 @@ def concat_results(parts: Sequence[xr.Dataset]) -> xr.Dataset:
             raise SoupError(
                 f"results {i} differ from results 0 in their {', '.join(differ)}: cannot join them"
             )
-    raw = [ds.drop_vars([v for v in SUMMARY if v in ds]) for ds in parts]
+    raw = [with_methods(ds).drop_vars([v for v in SUMMARY if v in ds]) for ds in parts]
     out = xr.concat(raw, dim="mix", data_vars="all", coords="minimal", combine_attrs="override")
     out = out.assign_coords(mix=np.arange(out.sizes["mix"]))
     out.attrs = {k: v for k, v in first.attrs.items() if k not in _RUN_ATTRS}
@@ -288,6 +291,13 @@ def direction_of(ds: xr.Dataset, objective: str) -> str:
 def mix_weights(ds: xr.Dataset) -> np.ndarray:
     """(M, N) mixing weights, columns in ``adapter_names`` order."""
     return np.asarray(ds["weights"].transpose("mix", "adapter").values, dtype=np.float64)
+
+
+def with_methods(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its ``method`` coordinate (files written before methods existed: all soup)."""
+    if "method" in ds.coords:
+        return ds
+    return ds.assign_coords(method=("mix", np.array(methods_of(ds), dtype=object)))
 
 
 def total_tokens(ds: xr.Dataset) -> int:

@@ -398,7 +398,7 @@ class Scheduler:
                 lane = min((p for p, batches in self._lanes.items() if batches), default=None)
                 if lane is not None:
                     self._step(lane)
-        self._fail_all(SoupError("the scheduler was closed before this request ended"), cancelled=True)
+        self._close_all(SoupError("the scheduler was closed before this request ended"))
 
     def _admit(self) -> dict[int, list[_Request]]:
         """Take the waiting requests of the most urgent lane that has work, as many as fit it
@@ -495,11 +495,8 @@ class Scheduler:
         for batch in list(lane):
             try:
                 self._step_batch(priority, batch)
-            except Exception as err:  # this batch's requests fail; the others go on
-                log.exception("decode step failed")
-                for row in batch.rows:
-                    _resolve_error(row.request.ticket, err)
-                batch.rows = []
+            except Exception as err:
+                _fail_batch(batch, err, "decode step")
             if not batch.rows:
                 lane.remove(batch)
 
@@ -580,22 +577,18 @@ class Scheduler:
                             kept.append(b)
                     if len(kept) < len(batch.rows):
                         batch.keep(kept)
-                except Exception as err:  # this batch's requests fail; the loop goes on
-                    log.exception("dropping cancelled rows failed")
-                    for row in batch.rows:
-                        _resolve_error(row.request.ticket, err)
-                    batch.rows = []
+                except Exception as err:
+                    _fail_batch(batch, err, "dropping cancelled rows")
                 if not batch.rows:
                     lane.remove(batch)
 
-    def _fail_all(self, err: Exception, *, cancelled: bool = False) -> None:
+    def _close_all(self, err: Exception) -> None:
+        """The loop ends: running rows resolve as cancelled (with what they generated), waiting
+        requests fail with ``err``."""
         for lane in self._lanes.values():
             for batch in lane:
                 for row in batch.rows:
-                    if cancelled:
-                        self._resolve(row, finished=False, cancelled=True)
-                    else:
-                        _resolve_error(row.request.ticket, err)
+                    self._resolve(row, finished=False, cancelled=True)
         self._lanes = {}
         with self._wake:
             waiting, self._waiting = self._waiting, []
@@ -670,6 +663,14 @@ def _hold_back(text: str, stops: Sequence[str]) -> str:
 def _decode(tokenizer, ids: list[int]) -> str:
     """A row's text as ``explorer.sampling.generate`` decodes it (NUL cannot be stored in netCDF)."""
     return tokenizer.decode(ids, skip_special_tokens=True).replace("\x00", "\ufffd")
+
+
+def _fail_batch(batch: _Batch, err: Exception, what: str) -> None:
+    """``what`` failed on ``batch``: its requests fail with ``err``, the other batches go on."""
+    log.exception("%s failed", what)
+    for row in batch.rows:
+        _resolve_error(row.request.ticket, err)
+    batch.rows = []
 
 
 def _resolve_error(ticket: Ticket, err: BaseException) -> None:

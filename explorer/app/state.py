@@ -20,6 +20,7 @@ import param
 from explorer.app.engine import Engine, GridRun
 from explorer.errors import SoupError
 from explorer.export import FORMATS
+from explorer.frontier.grid import GridSpec
 from explorer.frontier.results import (
     adapter_names,
     concat_results,
@@ -235,16 +236,17 @@ class Session(param.Parameterized):
 
         self._grid_watcher = run.param.watch(changed, list(self.GRID_STATE))
 
+    def _grid_spec(self, method: str) -> GridSpec:
+        """The grid of this session's settings (decoding, grid prompts, resolution) under ``method``."""
+        return self.engine.grid_spec(
+            self.sampling, prompts=self.grid_prompts(), resolution=self.grid_resolution, method=method
+        )
+
     def follow_matching_grid(self) -> None:
         """Show the grid of this session's settings when one exists; else keep the one shown
         (its settings are shown with it)."""
         try:
-            spec = self.engine.grid_spec(
-                self.sampling,
-                prompts=self.grid_prompts(),
-                resolution=self.grid_resolution,
-                method=self.method,
-            )
+            spec = self._grid_spec(self.method)
         except SoupError:
             return
         run = self.engine.grid_for(spec)
@@ -258,9 +260,7 @@ class Session(param.Parameterized):
         found, speeds = [], {}
         for method in METHODS:
             try:
-                spec = self.engine.grid_spec(
-                    self.sampling, prompts=self.grid_prompts(), resolution=self.grid_resolution, method=method
-                )
+                spec = self._grid_spec(method)
             except SoupError:
                 return
             run = self.engine.grid_for(spec)

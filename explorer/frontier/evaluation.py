@@ -223,17 +223,9 @@ class LocalExecutor:
     """Runs the chunks one after the other on a soup in this process: through ``generate``, or
     as requests of ``priority`` to the ``scheduler`` that owns the soup (the app's)."""
 
-    def __init__(
-        self,
-        soup: Soup,
-        stopping_criteria: Sequence[StoppingCriteria] = (),
-        *,
-        scheduler: Scheduler | None = None,
-        priority: int = Priority.GRID,
-    ):
+    def __init__(self, soup: Soup, *, scheduler: Scheduler | None = None, priority: int = Priority.GRID):
         self.soup = soup
         self.names = soup.names
-        self.extra = list(stopping_criteria)  # run at every decode step, after the cancel check
         self.scheduler, self.priority = scheduler, priority
 
     def fingerprint(self) -> dict:
@@ -254,8 +246,7 @@ class LocalExecutor:
     def run(
         self, spec: GridSpec, chunks: Sequence[Sequence[Row]], cancel: threading.Event | None
     ) -> Iterator[tuple[int, ChunkResult]]:
-        stop = cancel_criteria(cancel.is_set) if cancel is not None else StoppingCriteriaList()
-        stop.extend(self.extra)
+        stop = cancel_criteria(cancel.is_set) if cancel is not None else None
         for c, chunk in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 return
@@ -264,7 +255,7 @@ class LocalExecutor:
                     self.soup,
                     spec,
                     chunk,
-                    stop or None,
+                    stop,
                     scheduler=self.scheduler,
                     priority=self.priority,
                     cancel=cancel,
@@ -282,7 +273,6 @@ def evaluate_grid(
     cache: Path | str | None = None,
     cancel: threading.Event | None = None,
     on_chunk: Callable[[xr.Dataset, Progress], None] | None = None,
-    stopping_criteria: Sequence[StoppingCriteria] = (),
     scheduler: Scheduler | None = None,
     priority: int = Priority.GRID,
 ) -> xr.Dataset:
@@ -292,12 +282,11 @@ def evaluate_grid(
     finished run is read back at once and a cancelled one resumes. ``cancel`` stops the run
     within one generation step; the chunks finished so far are kept (on disk with ``cache``),
     and the returned dataset has ``attrs["complete"] == 0``. ``on_chunk(partial, progress)``
-    is called after every chunk with the summarized partial results. ``stopping_criteria`` run at
-    every decode step of a chunk. With a ``scheduler`` (the app's) the rows are its requests of
+    is called after every chunk with the summarized partial results. With a ``scheduler`` (the app's) the rows are its requests of
     ``priority``: they share batches with other requests and give way to more urgent ones.
     """
     return run_grid(
-        LocalExecutor(soup, stopping_criteria, scheduler=scheduler, priority=priority),
+        LocalExecutor(soup, scheduler=scheduler, priority=priority),
         spec,
         batch_size=batch_size,
         cache=cache,

@@ -4,6 +4,7 @@ explorer pick --frontier front.nc --maximize positive --where "concise<=40" --wh
 explorer pick --frontier front.nc --maximize positive --where "concise<=40" --bound ci   # whole interval
 explorer pick --frontier front.nc --prefer positive=2,concise=1 --out choice.json
 explorer pick --frontier front.nc --knee
+explorer pick --frontier front.nc --picks picks.jsonl --out choice.json   # learned from side-by-side picks
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +30,11 @@ from explorer.frontier.choose import (
     pick_knee,
     pick_preference,
 )
+from explorer.frontier.preference import UTILITY_CHOICES, Learned, learn
 from explorer.frontier.results import load_results
 from explorer.methods import check_method, not_exported
 from explorer.mix import mix_label, parse_weights
+from explorer.picks import load_picks
 
 
 def add_pick_args(p: argparse.ArgumentParser) -> None:
@@ -47,6 +51,13 @@ def add_pick_args(p: argparse.ArgumentParser) -> None:
     )
     rule.add_argument(
         "--knee", action="store_true", help="the knee of the front: where a gain costs the most elsewhere"
+    )
+    rule.add_argument(
+        "--picks",
+        metavar="FILE.jsonl",
+        help='side-by-side picks, one JSON per line: {"a": {ADAPTER: W, ...}, "b": {...}, "winner": '
+        '"a"|"b"|"tie", "prompt": "..."}: learns the trade-off behind them (lambda, with 95%% '
+        "intervals), recommends the mix with the highest expected utility and the pair to compare next",
     )
     p.add_argument(
         "--where",
@@ -83,6 +94,14 @@ def add_pick_args(p: argparse.ArgumentParser) -> None:
         help="choose among the mixes of one mixing method only (soup or mod); default: across every "
         "method the results hold",
     )
+    p.add_argument(
+        "--utility",
+        choices=UTILITY_CHOICES,
+        default="auto",
+        help="with --picks: the researcher's utility over the normalised objectives: linear (a weighted "
+        "sum), chebyshev (the weighted worst shortfall counts) or auto (the one the picks support "
+        "better; default)",
+    )
     p.add_argument("--out", metavar="FILE.json", help="also write the choice as JSON (rule, weights, scores)")
 
 
@@ -97,10 +116,17 @@ def cmd_pick(args: argparse.Namespace) -> int:
     out = check_output_path(args.out, example="choice.json") if args.out else None
 
     method = check_method(args.method) if args.method is not None else None
+    if args.picks is not None and not Path(args.picks).is_file():
+        raise SoupError(
+            f"no picks file {args.picks}: give the JSONL file the app or you wrote (one pick per line)"
+        )
+    picks = load_picks(args.picks) if args.picks is not None else None
     measured = Measured.from_dataset(load_results(args.frontier))
     if method is not None:
         measured = measured.only(method)
     rule = {"where": args.where, "bound": args.bound}
+    if picks is not None:
+        return _learned(args, measured, picks, out)
     if preferences is not None:
         choice = pick_preference(measured, preferences, aspiration=aspiration, **rule)
     elif args.knee:
@@ -108,17 +134,62 @@ def cmd_pick(args: argparse.Namespace) -> int:
     else:
         choice = pick_constrained(measured, maximize=args.maximize, minimize=args.minimize, **rule)
     print(describe(choice, measured))
+    _how_to_export(choice, args.frontier)
+    if out is not None:
+        _write_choice(out, choice.to_dict(), args.frontier)
+    return 0
+
+
+def _how_to_export(choice: Choice, frontier: str) -> None:
     weights = shlex.quote(mix_label(choice.weights).replace(" ", ""))  # names come from a file: quoted
     if choice.mixing == "soup":
-        frontier = shlex.quote(str(args.frontier))
-        print(f"\nexport it: explorer export --weights {weights} --frontier {frontier} --out ./my-mix")
+        print(
+            f"\nexport it: explorer export --weights {weights} --frontier {shlex.quote(str(frontier))} --out ./my-mix"
+        )
     else:
         print(f"\n{not_exported(choice.mixing, choice.weights)}")
+
+
+def _write_choice(out: Path, choice: dict, frontier: str) -> None:
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps({**choice, "frontier": str(Path(frontier))}, indent=1))
+    print(f"wrote {out}")
+
+
+def _learned(args: argparse.Namespace, measured: Measured, picks: list, out: Path | None) -> int:
+    """``--picks``: the trade-off the picks teach, the recommended mix and the pair to compare next."""
+    learned = learn(measured, picks, utility=args.utility, where=args.where, bound=args.bound)
+    for note in learned.notes:
+        print(f"note: {note}")
+    print(describe_learned(learned, measured))
+    if learned.choice is None:
+        print(
+            f"\nno picks in {args.picks} yet: no mix to recommend (and nothing written). Compare the pair "
+            "above side by side (the app's compare panel, or by hand) and add a line per pick: "
+            '{"a": {...}, "b": {...}, "winner": "a"|"b"|"tie", "prompt": "..."}',
+            file=sys.stderr,
+        )
+        return 2
+    _how_to_export(learned.choice, args.frontier)
     if out is not None:
-        with atomic_write(out) as tmp:
-            tmp.write_text(json.dumps({**choice.to_dict(), "frontier": str(Path(args.frontier))}, indent=1))
-        print(f"wrote {out}")
+        _write_choice(out, learned.to_dict(), args.frontier)
     return 0
+
+
+def describe_learned(learned: Learned, measured: Measured) -> str:
+    """The learned trade-off for people: lambda with intervals, the recommendation, the next pair."""
+    lines = [f"learned from {learned.picks} pick(s), {learned.utility_text}"]
+    width = max(len(o) for o in learned.lam)
+    lines.append("trade-off lambda (posterior mean, 95% interval; sums to 1):")
+    for o, x in learned.lam.items():
+        lo, hi = learned.lam_ci[o]
+        lines.append(f"  {o:<{width}}  {x:.2f}  [{lo:.2f}, {hi:.2f}]")
+    if learned.choice is not None:
+        lines.append(f"recommended (probability it is the best: {learned.p_best:.2f}):")
+        lines.append(describe(learned.choice, measured))
+    a, b = (mix_label(w) for w in learned.next_pair)
+    lines.append(f"compare next: mix {learned.next_rows[0]} ({a})  vs  mix {learned.next_rows[1]} ({b})")
+    return "\n".join(lines)
 
 
 def describe(choice: Choice, measured: Measured) -> str:
@@ -141,7 +212,10 @@ def describe(choice: Choice, measured: Measured) -> str:
     return "\n".join(lines)
 
 
-PICK_HELP = "choose a mix from a frontier file: by constraints, by preference weights or at the knee"
+PICK_HELP = (
+    "choose a mix from a frontier file: by constraints, by preference weights, at the knee or as "
+    "learned from side-by-side picks"
+)
 
 
 def main(argv: Sequence[str]) -> int:

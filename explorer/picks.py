@@ -120,11 +120,13 @@ def load_picks(path: str | Path) -> list[Pick]:
         if not line.strip():
             continue
         try:
-            picks.append(Pick.from_dict(json.loads(line, parse_constant=_no_constant)))
+            d = json.loads(line, parse_constant=_no_constant)
         except (ValueError, RecursionError) as err:
             raise SoupError(
                 f"{path}, line {number}: not JSON ({_short(err)}); fix or delete the line"
             ) from None
+        try:
+            picks.append(Pick.from_dict(d))
         except (SoupError, TypeError) as err:
             raise SoupError(f"{path}, line {number}: {err}; fix or delete the line") from None
     return picks

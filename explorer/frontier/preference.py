@@ -217,8 +217,8 @@ def _log_likelihood(
     b = np.array([where[c.b] for c in comparisons])
     score = np.array([c.score for c in comparisons])
     d = beta[:, None] * (u[:, a] - u[:, b])  # (S, P)
-    # log sigmoid(d) = -logaddexp(0, -d)
-    return (-(score * np.logaddexp(0.0, -d) + (1 - score) * np.logaddexp(0.0, d))).sum(axis=1)
+    # score * log sigmoid(d) + (1 - score) * log sigmoid(-d), with log sigmoid(-d) = log sigmoid(d) - d
+    return (-np.logaddexp(0.0, -d) - (1.0 - score) * d).sum(axis=1)
 
 
 def fit(

@@ -19,6 +19,8 @@ from explorer.api import api_routes
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
+from explorer.app.picks_state import PickBoard, picks_path
+from explorer.app.picks_views import PicksPanel, recommendation_layer
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -90,7 +92,10 @@ class Explorer(Viewer):
         self.response = ResponseView(session=s)
         self.chooser = Chooser(session=s)
         self.choose = ChoosePanel(chooser=self.chooser)
-        self.frontier = FrontierView(session=s, layers=frontier_layers(self.chooser))
+        self.board = PickBoard(session=s, path=picks_path(s))
+        self.picks = PicksPanel(board=self.board)
+        layers = [*frontier_layers(self.chooser), recommendation_layer(self.board)]
+        self.frontier = FrontierView(session=s, layers=layers)
         self.simplex = SimplexView(session=s)
         self.grid = GridControls(session=s)
         self.compare = CompareView(session=s)
@@ -121,6 +126,7 @@ class Explorer(Viewer):
                 sizing_mode="stretch_width",
             ),
             self.compare,
+            self.picks,
             sizing_mode="stretch_width",
         )
 

@@ -1,0 +1,214 @@
+"""Side-by-side picks of one session and the trade-off learned from them.
+
+The researcher judges two pinned responses to the same prompt ("A better", "B better", "about the
+same"); each pick is appended to a JSONL file (``explorer.picks``) so it survives a reload, and
+the trade-off behind the picks is refitted over the session's frontier
+(``explorer.frontier.preference.learn``): lambda with its intervals, the recommended mix (ringed on
+the plot, "Load" puts it on the sliders) and the pair to compare next ("compare these next" pins
+both and generates their responses to the current prompt). Everything here runs on the session's
+page thread (a fit over a few hundred mixes takes a fraction of a second); the views only render it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import param
+
+from explorer.app.state import MAX_PINS, Session, pin_key, produced_by
+from explorer.errors import SoupError
+from explorer.frontier.cache import soup_fingerprint
+from explorer.frontier.preference import UTILITY_CHOICES, learn
+from explorer.frontier.results import is_summarized
+from explorer.picks import Pick, append_pick, load_picks, save_picks
+
+
+def picks_path(session: Session) -> Path | None:
+    """Where a session's picks are kept: one file per base model and adapter set under the app's
+    cache (picks judge this model's mixes, so they carry over between sessions on it); None when
+    the app has no cache (tests, ``--no-cache``): picks then live in the page only."""
+    cache = session.engine.cache_dir
+    if cache is None:
+        return None
+    fingerprint = json.dumps(soup_fingerprint(session.engine.soup), sort_keys=True, default=str)
+    name = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    return Path(cache).parent / "picks" / f"{name}.jsonl"
+
+
+class PickBoard(param.Parameterized):
+    """The picks of one session and what they teach over its frontier."""
+
+    session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
+    path = param.ClassSelector(class_=Path, default=None, allow_None=True, doc="the picks file (None: none)")
+
+    a = param.Integer(default=0, doc="the pinned column judged as A")
+    b = param.Integer(default=1, doc="the pinned column judged as B")
+    utility: param.Selector = param.Selector(
+        default="auto",
+        objects=list(UTILITY_CHOICES),
+        doc="the researcher's utility (auto: the better supported)",
+    )
+    picks = param.List(default=[], item_type=Pick, doc="every pick, oldest first")
+    learned = param.Parameter(
+        default=None, doc="explorer.frontier.preference.Learned over the frontier, or None"
+    )
+    problem = param.String(default="", doc="why nothing is learned yet")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        loaded: list[Pick] = []
+        if self.path is not None:
+            try:
+                loaded = load_picks(self.path)
+            except SoupError as err:  # a damaged file is kept as it is; new picks go elsewhere
+                self.session.message = f"{err} (the file is left as it is; picks of this page are not saved)"
+                self.path = None
+        self.picks = loaded
+        self._watchers = [self.session.param.watch(lambda e: self.update(), ["results"])]
+        self.update()
+
+    # ------------------------------------------------------------------------------------------
+    # judging
+
+    def can_judge(self) -> str:
+        """Empty when columns ``a`` and ``b`` can be judged, else why not (for the page)."""
+        pins = self.session.pinned
+        if len(pins) < 2:
+            return "pin two mixes to judge their responses side by side"
+        if not (0 <= self.a < len(pins) and 0 <= self.b < len(pins)) or self.a == self.b:
+            return "choose two different pinned columns as A and B"
+        pa, pb = pins[self.a], pins[self.b]
+        if pa["prompt"] != pb["prompt"] or pa["sampling"] != pb["sampling"]:
+            return "A and B answer different prompts or decodings: press Regenerate pinned first"
+        if pa.get("partial") or pb.get("partial"):
+            return "wait until both responses are complete"
+        if pin_key(pa)[:2] == pin_key(pb)[:2]:
+            return "A and B are the same mix"
+        return ""
+
+    def judge(self, winner: str) -> None:
+        """Store the pick "``winner``" ("a", "b" or "tie") of pinned columns ``a`` and ``b``."""
+        why = self.can_judge()
+        if why:
+            self.session.message = why
+            return
+        pa, pb = self.session.pinned[self.a], self.session.pinned[self.b]
+        seed = pa["sampling"].get("seed")
+        pick = Pick(
+            a=dict(pa["weights"]),
+            b=dict(pb["weights"]),
+            winner=winner,
+            prompt=pa["prompt"],
+            a_method=pa.get("method", "soup"),
+            b_method=pb.get("method", "soup"),
+            decoding=dict(pa["sampling"]),
+            seed=seed if isinstance(seed, int) else None,
+            time=round(time.time(), 3),
+        )
+        if self.path is not None:
+            try:
+                append_pick(self.path, pick)
+            except OSError as err:
+                self.session.message = f"could not save the pick to {self.path.name}: {err.strerror or err}"
+        self._set_picks([*self.picks, pick])
+
+    def remove(self, index: int) -> None:
+        """Forget the ``index``-th pick (0-based)."""
+        if not 0 <= index < len(self.picks):
+            return
+        picks = [p for i, p in enumerate(self.picks) if i != index]
+        if self.path is not None:
+            try:
+                save_picks(self.path, picks)
+            except OSError as err:
+                self.session.message = f"could not save the picks to {self.path.name}: {err.strerror or err}"
+                return
+        self._set_picks(picks)
+
+    # ------------------------------------------------------------------------------------------
+    # what the picks teach
+
+    @param.depends("utility", watch=True)
+    def update(self) -> None:
+        """Refit over the session's frontier (it changed, or the utility did)."""
+        self._set_picks(self.picks)
+
+    def _set_picks(self, picks: list[Pick]) -> None:
+        """The picks and what they teach, changed together (a view never sees one without the other)."""
+        ds = self.session.results
+        if ds is None or not is_summarized(ds):
+            self.param.update(picks=picks, learned=None, problem="compute the frontier to learn from picks")
+            return
+        try:
+            learned = learn(ds, picks, utility=self.utility)
+        except SoupError as err:
+            self.param.update(picks=picks, learned=None, problem=str(err))
+            return
+        problem = "" if learned.choice is not None else "no picks yet: judge two pinned responses"
+        self.param.update(picks=picks, learned=learned, problem=problem)
+
+    def load(self) -> None:
+        """Put the recommended mix on the sliders and generate its response; the picks' summary goes
+        into the recipe of an export (``choice:``) while the sliders hold it."""
+        if self.learned is None or self.learned.choice is None:
+            return
+        self.session.choice = self.learned.to_dict()
+        self.session.load_mix(self.learned.choice.index)
+        self.session.regenerate()
+
+    def compare_next(self) -> None:
+        """Pin the two mixes of the suggested pair (those not pinned yet) and generate their
+        responses to the current prompt; A and B point at them."""
+        if self.learned is None:
+            self.session.message = self.problem or "compute the frontier first"
+            return
+        s = self.session
+        try:
+            sampling = s.sampling
+        except SoupError as err:
+            s.message = str(err)
+            return
+        ds, rows = s.results, self.learned.next_rows
+        method = [str(ds["method"].values[r]) if "method" in ds.coords else "soup" for r in rows]
+        wanted = [
+            produced_by(mix, s.prompt, sampling, m)
+            for mix, m in zip(self.learned.next_pair, method, strict=True)
+        ]
+        pins, columns = list(s.pinned), []
+        for entry in wanted:
+            same = [i for i, p in enumerate(pins) if pin_key(p)[:2] == pin_key(entry)[:2]]
+            if same:
+                columns.append(same[0])
+                continue
+            if len(pins) >= MAX_PINS:
+                s.message = f"at most {MAX_PINS} mixes can be pinned: unpin one to compare the next pair"
+                return
+            row = rows[len(columns)]
+            measured = {
+                str(o): float(v)
+                for o, v in zip(
+                    ds["objective"].values, ds["mean"].transpose("mix", "objective").values[row], strict=True
+                )
+            }  # a grid mix: the plot puts its pin on its point
+            pins.append(
+                {
+                    **entry,
+                    "response": "",
+                    "scores": {},
+                    "measured": measured,
+                    "partial": True,
+                    "request": None,
+                }
+            )
+            columns.append(len(pins) - 1)
+        s.pinned = pins
+        self.param.update(a=columns[0], b=columns[1])
+        s.refresh_pins()
+
+    def close(self) -> None:
+        for watcher in self._watchers:
+            self.session.param.unwatch(watcher)
+        self._watchers = []

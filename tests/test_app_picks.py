@@ -3,10 +3,13 @@ responses, a pick is saved and survives a reload, the recommendation loads onto 
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import zipfile
 
 import pytest
+import yaml
 
 from explorer.app.picks_state import PickBoard
 from explorer.picks import load_picks
@@ -60,6 +63,15 @@ def test_compare_next_then_judge_then_reload(board, session, tmp_path):
     board.load()
     assert session.weights == learned.choice.weights
     assert session.choice["method"] == "picks" and set(session.choice["lambda"]) == {"concise", "letters"}
+    session.export(wait=True)  # the recipe carries the picks' summary under choice:
+    with zipfile.ZipFile(io.BytesIO(open(session.export_zip, "rb").read())) as zf:
+        recipe = yaml.safe_load(zf.read(next(n for n in zf.namelist() if n.endswith("recipe.yaml"))))
+    choice = recipe["choice"]
+    assert choice["method"] == "picks" and choice["picks"] == 1 and len(choice["next_pair"]) == 2
+    assert choice["lambda"] == pytest.approx(learned.lam) and set(choice["lambda_ci"]) == {
+        "concise",
+        "letters",
+    }
 
     board.remove(0)
     assert board.picks == [] and load_picks(tmp_path / "picks.jsonl") == []

@@ -41,7 +41,9 @@ from explorer.atomic import atomic_write
 from explorer.errors import SoupError
 from explorer.fingerprint import changed_files, folder_hashes
 from explorer.frontier.cache import soup_fingerprint
+from explorer.loaders import load_yaml
 from explorer.mix import check_mix
+from explorer.names import check_names
 from explorer.soup import Soup
 
 FORMATS = ("adapter", "lowrank", "merged")
@@ -152,7 +154,9 @@ def check_format(format: str, rank: int | None) -> None:
     """A known format, and a whole rank >= 1 for ``lowrank`` (checked before any model loads)."""
     if format not in FORMATS:
         raise SoupError(f"unknown export format {format!r}: use one of {list(FORMATS)}")
-    if format == "lowrank" and (rank is None or isinstance(rank, bool) or int(rank) != rank or rank < 1):
+    if format == "lowrank" and (
+        rank is None or isinstance(rank, bool) or not isinstance(rank, int) or rank < 1
+    ):
         raise SoupError(f"--rank must be a whole number >= 1 for the lowrank format, got {rank!r}")
 
 
@@ -178,6 +182,8 @@ def export_mix(
     target = Path(out).expanduser()
     check_target(target, force=force)
     factors = mixed_factors(soup, w) if format != "merged" else {}  # refuses an all-zero mix
+    if format == "lowrank":
+        check_rank(int(rank), factors)  # type: ignore[arg-type]
 
     result = ExportResult(
         path=target, format=format, rank=int(rank) if rank is not None and format == "lowrank" else None
@@ -202,6 +208,17 @@ def export_mix(
             "another --out in a writable folder with free space"
         ) from err
     return result
+
+
+def check_rank(rank: int, factors: Mapping[str, LoraModule]) -> None:
+    """A lowrank export's rank is at most the mix's full rank (the largest module's inner size R):
+    above it nothing is truncated and the recipe would claim a rank the adapter does not have."""
+    full = max(f.A.shape[0] for f in factors.values())
+    if rank > full:
+        raise SoupError(
+            f"--rank {rank} is above the full rank {full} of this mix: nothing would be truncated; use "
+            f"--rank {full} or less, or --format adapter (exact)"
+        )
 
 
 def check_target(target: Path, *, force: bool) -> None:
@@ -284,26 +301,18 @@ def read_recipe(path: str | Path) -> dict:
     file = Path(path).expanduser()
     if file.is_dir():
         file = file / RECIPE
-    if not file.is_file():
-        raise SoupError(f"recipe {file} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise SoupError(f"recipe {file} is not valid YAML: {err}") from err
+    data = load_yaml(file, what="recipe")
     if not isinstance(data, dict) or data.get("explorer_recipe") != 1:
         raise SoupError(f"{file} is not a recipe written by explorer export")
     _check_recipe_keys(data, file)
     base = data["base"]
-    if base.get("files_sha256"):
-        folder = Path(base["path"]).expanduser()
-        if not folder.is_dir():
-            raise SoupError(f"recipe {file}: the base model folder {folder} does not exist any more")
-        _refuse_changes(file, f"the base model at {folder}", base["files_sha256"], folder_hashes(folder))
+    folder = Path(base["path"]).expanduser()
+    if not folder.is_dir():
+        raise SoupError(f"recipe {file}: the base model folder {folder} does not exist any more")
+    _refuse_changes(file, f"the base model at {folder}", base["files_sha256"], folder_hashes(folder))
     for name, info in data["adapters"].items():
         adapter = read_adapter(name, info["path"])
-        expected = info.get("files_sha256") or {adapter.weights_file.name: info["sha256"]}
-        actual = adapter.files if info.get("files_sha256") else {adapter.weights_file.name: adapter.sha256}
-        _refuse_changes(file, f"adapter '{name}' at {info['path']}", expected, actual)
+        _refuse_changes(file, f"adapter '{name}' at {info['path']}", info["files_sha256"], adapter.files)
     return data
 
 
@@ -320,12 +329,35 @@ def _check_recipe_keys(data: dict, file: Path) -> None:
         raise SoupError(
             f"recipe {file} has no base model path: use the recipe.yaml that explorer export wrote"
         )
+    if not _hashes(data["base"].get("files_sha256")):  # without them nothing would be checked
+        raise SoupError(
+            f"recipe {file}: the base model has no files_sha256 (the hashes that prove its files are "
+            "unchanged): use the recipe.yaml that explorer export wrote"
+        )
     for name, info in data["adapters"].items():
-        if not isinstance(info, dict) or not info.get("path") or not info.get("sha256"):
+        if not isinstance(info, dict) or not info.get("path"):
             raise SoupError(
-                f"recipe {file}: adapter '{name}' has no path or sha256: use the recipe.yaml that "
-                "explorer export wrote"
+                f"recipe {file}: adapter '{name}' has no path: use the recipe.yaml that explorer export wrote"
             )
+        if not _hashes(info.get("files_sha256")):
+            raise SoupError(
+                f"recipe {file}: adapter '{name}' has no files_sha256 (the hashes that prove its files "
+                "are unchanged): use the recipe.yaml that explorer export wrote"
+            )
+    check_names(data["adapters"])
+    try:
+        check_format(data["format"], data.get("rank"))
+    except SoupError as err:
+        raise SoupError(f"recipe {file}: {err}") from None
+
+
+def _hashes(value: object) -> bool:
+    """A non-empty mapping of file names to hex digests."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    )
 
 
 def _refuse_changes(file: Path, what: str, expected: Mapping[str, str], actual: Mapping[str, str]) -> None:

@@ -8,6 +8,7 @@ is the base model.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 from explorer.errors import SoupError
@@ -43,6 +44,7 @@ def parse_weights(text: str, names: Sequence[str] | None = None, *, flag: str = 
     weights: Mix = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, sep, value = (part.strip() for part in item.partition("="))
+        name = unicodedata.normalize("NFC", name)  # the form adapter names are kept in (explorer.names)
         if not sep or not name:
             raise SoupError(f"{flag} item {item!r}: write NAME=NUMBER, e.g. positive=0.5")
         if name in weights:
@@ -79,6 +81,8 @@ def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: f
     out: Mix = {}
     for name in names:
         value = weights.get(name, missing)
+        if isinstance(value, bool | str):  # float(True) is 1 and float("1") is 1: not what was meant
+            raise SoupError(f"weight {name}={value!r} is not a number: weights must be numbers")
         try:
             out[name] = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):

@@ -313,7 +313,7 @@ def run_grid(
     fingerprint = executor.fingerprint()
     key = key_of(fingerprint, executor.names, spec)
     files = RunFiles(cache, key) if cache is not None else None
-    if files is not None and (finished := files.finished()) is not None:
+    if files is not None and (finished := files.finished(spec)) is not None:
         if on_chunk is not None:
             n = int(done_mask(finished).size)
             on_chunk(finished, Progress(n, n, 1, 1, time.time() - start, resumed_rows=n))

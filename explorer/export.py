@@ -31,6 +31,7 @@ import torch
 import transformers
 import yaml
 from peft import LoraConfig
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
@@ -41,9 +42,10 @@ from explorer.atomic import atomic_write
 from explorer.errors import SoupError
 from explorer.fingerprint import changed_files, folder_hashes
 from explorer.frontier.cache import soup_fingerprint
-from explorer.loaders import load_yaml
+from explorer.loaders import load_yaml, parse_yaml
 from explorer.mix import check_mix
 from explorer.names import check_names
+from explorer.ownership import claim, export_problem, regular_file, written_files
 from explorer.soup import Soup
 
 FORMATS = ("adapter", "lowrank", "merged")
@@ -179,7 +181,7 @@ def export_mix(
     """
     w = check_mix(weights, soup.names)
     check_format(format, rank)
-    target = Path(out).expanduser()
+    target = check_out_folder(out)
     check_target(target, force=force)
     factors = mixed_factors(soup, w) if format != "merged" else {}  # refuses an all-zero mix
     if format == "lowrank":
@@ -189,7 +191,8 @@ def export_mix(
         path=target, format=format, rank=int(rank) if rank is not None and format == "lowrank" else None
     )
     try:
-        with atomic_write(target, folder=True) as tmp:
+        with claim(target), atomic_write(target, folder=True, replace=force) as tmp:
+            check_target(target, force=force)  # again, under the lock: what is there now is ours
             if format == "merged":
                 _write_merged(soup, w, tmp)
             else:
@@ -199,14 +202,14 @@ def export_mix(
                     result.module_errors = {m: err for m, (_, err) in truncated.items()}
                     result.overall_error = overall_error(soup, w, result.module_errors)
                 _write_adapter(soup, factors, tmp)
-            (tmp / RECIPE).write_text(
-                yaml.safe_dump(recipe(soup, w, result, scores, choice), sort_keys=False)
-            )
-    except OSError as err:  # a read-only folder, a full disk: nothing was written, say so
+            made = recipe(soup, w, result, scores, choice)
+            made["written"] = written_files(tmp)  # what --force may later replace (explorer.ownership)
+            (tmp / RECIPE).write_text(yaml.safe_dump(made, sort_keys=False))
+    except (OSError, SafetensorError) as err:  # a read-only folder, a full disk: nothing was written
         raise SoupError(
-            f"cannot write the export to {target} ({err.strerror or err}): nothing was written; choose "
+            f"cannot write the export to {target} ({_reason(err)}): nothing was written; choose "
             "another --out in a writable folder with free space"
-        ) from err
+        ) from None
     return result
 
 
@@ -221,20 +224,53 @@ def check_rank(rank: int, factors: Mapping[str, LoraModule]) -> None:
         )
 
 
+def check_out_folder(out: str | Path) -> Path:
+    """``out`` as an absolute path that can become an export folder (not the current folder, one
+    of its parents or the root: replacing it would pull the ground from under the user's shell)."""
+    target = Path(out).expanduser().absolute()
+    here = Path.cwd()
+    if target == Path(target.anchor) or target.resolve() in (here, *here.parents):
+        raise SoupError(
+            f"--out {out} is the current folder or one above it: give a new folder's name, e.g. --out ./my-mix"
+        )
+    return target
+
+
 def check_target(target: Path, *, force: bool) -> None:
-    """An export goes to a new folder; ``force`` replaces only a folder that holds an earlier export
-    (its recipe.yaml), never anything else, so a typo in --out cannot delete a user's folder."""
-    if not target.exists():
+    """An export goes to a new folder; ``force`` replaces only an unchanged earlier export (its
+    recipe.yaml lists every file of the folder with its sha256, explorer.ownership), never
+    anything else, so a typo in --out cannot delete a user's files."""
+    if not target.exists() and not target.is_symlink():
         return
-    if not target.is_dir():
-        raise SoupError(f"{target} is a file: --out must be a folder")
+    if target.is_symlink() or not target.is_dir():
+        raise SoupError(f"{target} exists and is not a folder: --out must be a new folder")
     if not force:
         raise SoupError(f"{target} already exists: choose another --out, or pass --force to replace it")
-    if not (target / RECIPE).is_file():
+    recipe_file = target / RECIPE
+    if not regular_file(recipe_file):
         raise SoupError(
             f"{target} is not an earlier export (it has no {RECIPE}): --force only replaces an export; "
             "choose another --out"
         )
+    try:
+        data = parse_yaml(recipe_file.read_text(encoding="utf-8"), where=str(recipe_file))
+    except (SoupError, OSError, UnicodeDecodeError):
+        data = None
+    problem = (
+        export_problem(target, data.get("written"))
+        if isinstance(data, dict) and data.get("explorer_recipe") == 1
+        else f"its {RECIPE} was not written by explorer export"
+    )
+    if problem:
+        raise SoupError(
+            f"{target} is not an earlier export, or changed since ({problem}): --force only replaces an "
+            "unchanged export, so nothing was deleted; move your files out or choose another --out"
+        )
+
+
+def _reason(err: Exception) -> str:
+    text = getattr(err, "strerror", None) or str(err)
+    return " ".join(text.split())
 
 
 def overall_error(soup: Soup, weights: Mapping[str, float], errors: Mapping[str, float]) -> float:

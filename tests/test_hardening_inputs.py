@@ -180,7 +180,7 @@ def test_a_lowrank_export_at_or_above_the_full_rank_says_so(soup_files, tmp_path
 def test_a_poisoned_journal_line_is_skipped_and_the_rerun_completes(grid_argv, tmp_path, line):
     from explorer.frontier.results import load_results
 
-    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc"), "--no-cache"]
+    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc"), "--force", "--no-cache"]
     assert main(argv) == 0
     reference = load_results(tmp_path / "a.nc")
     argv.remove("--no-cache")
@@ -198,7 +198,7 @@ def test_a_poisoned_journal_line_is_skipped_and_the_rerun_completes(grid_argv, t
 def test_a_cached_front_with_wrong_dimensions_is_moved_aside_and_computed_again(grid_argv, tmp_path):
     import xarray as xr
 
-    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc")]
+    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc"), "--force"]
     assert main(argv) == 0
     (cached,) = (tmp_path / "cache" / "frontiers").glob("*.nc")
     ds = xr.load_dataset(cached)

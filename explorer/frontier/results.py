@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
@@ -90,8 +91,15 @@ def fill_rows(
 def save_results(ds: xr.Dataset, path: Path | str) -> Path:
     """Save results as netCDF (atomically)."""
     out = Path(path).expanduser()
-    with atomic_write(out) as tmp:
-        ds.to_netcdf(tmp)
+    try:
+        with atomic_write(out) as tmp:
+            ds.to_netcdf(tmp)
+    except (OSError, RuntimeError) as err:  # netCDF says "HDF error" for a full disk
+        free = shutil.disk_usage(out.parent).free if out.parent.is_dir() else 0
+        raise SoupError(
+            f"cannot write the results to {out} ({' '.join(str(err).split())}; {free / 1e6:.0f} MB free "
+            f"there): {out} was left as it was; free some space or choose another --out"
+        ) from None
     return out
 
 

@@ -32,14 +32,18 @@ def check_weight(name: str, value: float) -> float:
     return value
 
 
-def parse_weights(text: str, names: Sequence[str] | None = None, *, flag: str = "--weights") -> Mix:
+def parse_weights(
+    text: str, names: Sequence[str] | None = None, *, flag: str = "--weights", bounded: bool = True
+) -> Mix:
     """``"a=0.3, b=0.7"`` -> ``{"a": 0.3, "b": 0.7}``, refusing malformed items, repeated names,
     non-finite numbers and weights beyond +-MAX_WEIGHT.
 
     Without ``names`` only the text is checked (before any model is loaded). With ``names`` the
     result is completed and checked against them: adapters left out get weight 0, unknown ones
     are refused (``check_mix``). ``flag``: the option the text came from, for the messages
-    (the same syntax serves ``--point`` and ``explorer pick --prefer``).
+    (the same syntax serves ``--point`` and ``explorer pick --prefer``). ``bounded=False``: the
+    numbers are not mix weights (``--aspiration`` levels, in an objective's own units): any finite
+    number.
     """
     weights: Mix = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
@@ -54,8 +58,11 @@ def parse_weights(text: str, names: Sequence[str] | None = None, *, flag: str = 
         except ValueError:
             raise SoupError(f"{flag} {name}={value!r}: the weight must be a number") from None
         if not math.isfinite(weights[name]):
-            raise SoupError(f"{flag} {name}={value}: the weight must be a finite number")
-        check_weight(name, weights[name])
+            raise SoupError(
+                f"{flag} {name}={value}: the {'weight' if bounded else 'number'} must be a finite number"
+            )
+        if bounded:
+            check_weight(name, weights[name])
     return weights if names is None else check_mix(weights, names, missing=0.0)
 
 

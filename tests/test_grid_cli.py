@@ -163,7 +163,7 @@ def test_a_budget_below_the_lattice_fails_before_generating(grid_argv, tmp_path,
 
     monkeypatch.setattr(explorer.frontier.evaluation, "generate", lambda *a, **k: pytest.fail("generated"))
     assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), "--adaptive", "--budget", "5"]) == 2
-    assert "a budget of 5 mixes does not cover the 7 of the initial grid" in capsys.readouterr().err
+    assert "a budget of 5 mixes does not cover the 7 of the first lattice" in capsys.readouterr().err
 
 
 def test_a_big_grid_is_refused_before_loading_without_yes(grid_argv, tmp_path, capsys, monkeypatch):
@@ -215,4 +215,4 @@ def test_a_small_grid_prints_its_budget_and_yes_runs_a_big_one(grid_argv, tmp_pa
 def _check_budget_with_limit(limit):
     from explorer.frontier.grid import check_budget
 
-    return lambda budget, *, confirmed: check_budget(budget, confirmed=confirmed, limit=limit)
+    return lambda budget, *, confirmed, **kw: check_budget(budget, confirmed=confirmed, limit=limit, **kw)

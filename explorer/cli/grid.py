@@ -166,14 +166,29 @@ def budget_before_loading(
         mixes = (max(mixes, args.budget) if args.adaptive else mixes) * len(parse_methods(args.method))
         return Budget(mixes, n_prompts, args.samples, args.max_new_tokens, device, workers)
 
+    # an adaptive grid whose --budget is what makes it large is advised to lower that
+    knobs = (
+        "--budget, --prompts-limit or --samples"
+        if args.adaptive
+        else "--resolution, --prompts-limit or --samples"
+    )
     lattice = count_mixes(len(names), args.resolution)
     if lattice <= MAX_MIXES and not args.yes and budget(lattice).rows > MAX_ROWS:
         print(budget(lattice).line(), file=sys.stderr)  # refused before the lattice is even made
-        check_budget(budget(lattice), confirmed=False)
+        if not (args.adaptive and args.budget > lattice):
+            knobs = "--resolution, --prompts-limit or --samples"
+        check_budget(budget(lattice), confirmed=False, knobs=knobs)
     points = [parse_weights(p, names, flag="--point") for p in args.point]
     mixes = weight_grid(names, args.resolution, margin=args.margin, points=points)
+    if args.adaptive and args.budget < len(mixes):
+        raise SoupError(
+            f"a budget of {args.budget} mixes does not cover the {len(mixes)} of the first lattice "
+            f"(--resolution {args.resolution}): raise --budget to {len(mixes)} or more, or lower --resolution"
+        )
     print(budget(len(mixes)).line(), file=sys.stderr)
-    check_budget(budget(len(mixes)), confirmed=args.yes)
+    if args.adaptive and args.budget <= len(mixes):
+        knobs = "--resolution, --prompts-limit or --samples"
+    check_budget(budget(len(mixes)), confirmed=args.yes, knobs=knobs)
     return names, mixes
 
 

@@ -91,7 +91,9 @@ def cmd_pick(args: argparse.Namespace) -> int:
     for text in args.where:
         parse_constraint(text)
     preferences = parse_weights(args.prefer, flag="--prefer") if args.prefer is not None else None
-    aspiration = parse_weights(args.aspiration, flag="--aspiration") if args.aspiration else None
+    aspiration = (  # objective levels, not mix weights: no weight limit (issue 25)
+        parse_weights(args.aspiration, flag="--aspiration", bounded=False) if args.aspiration else None
+    )
     if aspiration is not None and preferences is None:
         raise SoupError("--aspiration goes with --prefer: give the preference weights too")
     out = check_output_path(args.out, example="choice.json") if args.out else None

@@ -227,12 +227,19 @@ class Budget:
         )
 
 
-def check_budget(budget: Budget, *, confirmed: bool, limit: int = MAX_ROWS) -> None:
-    """Refuse a grid of more than ``limit`` rows unless ``confirmed`` (``--yes``)."""
+def check_budget(
+    budget: Budget,
+    *,
+    confirmed: bool,
+    limit: int = MAX_ROWS,
+    knobs: str = "--resolution, --prompts-limit or --samples",
+) -> None:
+    """Refuse a grid of more than ``limit`` rows unless ``confirmed`` (``--yes``); ``knobs``: the
+    options that make it smaller (an adaptive grid's --budget, the app's settings)."""
     if budget.rows > limit and not confirmed:
         raise SoupError(
             f"{budget.rows:,} rows is more than {limit:,} (about {_duration(budget.seconds)}): pass --yes "
-            "to run it, or lower --resolution, --prompts-limit or --samples"
+            f"to run it, or lower {knobs}"
         )
 
 

@@ -19,6 +19,7 @@ from explorer.api import api_routes
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
+from explorer.app.routes import guard_routes
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -171,6 +172,7 @@ def serve(
         title="Pareto Soup Explorer",
         extra_patterns=api_routes(engine.scheduler),  # the OpenAI-compatible API, on the same scheduler
     )
+    guard_routes(server._tornado, port)  # no component import by name, no 500 for [::1] (issue 25)
     refuse_other_hosts(server._tornado, hosts)  # Panel itself reaches the Tornado app this way
     if start:
         server.start()

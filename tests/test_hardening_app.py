@@ -26,6 +26,8 @@ def test_a_grid_within_the_budget_still_starts(session, engine):
     session.grid_prompt_count = 1
     session.start_grid()
     assert session._grid is not None and "rows is more than" not in session.message
+    spec = engine.grid_spec(session.sampling, prompts=session.grid_prompts(), resolution=1)
+    assert engine.check_budget(spec).rows == len(spec.mixes) * 1  # the numbers its start message gives
     engine.wait_grid(120)
 
 

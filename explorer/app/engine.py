@@ -298,9 +298,12 @@ class Engine(param.Parameterized):
         with self._grids_lock:
             run = self.grids.get(key)
             if run is None or not (run.running or (run.results is not None and is_complete(run.results))):
-                self.check_budget(spec)  # the CLI's rule: a new grid above it is refused
+                budget = self.check_budget(spec)  # the CLI's rule: a new grid above it is refused
                 run = GridRun(key, describe_grid(spec))
-                run.param.update(running=True, message="starting the grid...")
+                run.param.update(
+                    running=True,
+                    message=f"starting the grid: {budget.rows:,} rows, at most {budget.tokens:,} new tokens...",
+                )
                 run.thread = threading.Thread(target=self._run_grid, args=(run, spec), daemon=True)
                 self.grids[key] = run
                 run.thread.start()
@@ -309,7 +312,7 @@ class Engine(param.Parameterized):
         self.grids_changed += 1
         return run
 
-    def check_budget(self, spec: GridSpec) -> None:
+    def check_budget(self, spec: GridSpec) -> Budget:
         """The CLI's budget rule (``explorer.frontier.grid.check_budget``, MAX_ROWS rows) for a grid
         of the app; the app has no --yes: above it, a refusal that says what to lower."""
         workers = self.grid_workers.workers_alive() if self.grid_workers is not None else None
@@ -326,6 +329,7 @@ class Engine(param.Parameterized):
             confirmed=False,
             knobs="the grid's resolution or its number of prompts (or run it with explorer grid --yes)",
         )
+        return budget
 
     def cancel_grid(self, run: GridRun | None = None, *, owner: object | None = None) -> bool:
         """Cancel ``run`` for ``owner``: it stops only when no other session waits on it (True

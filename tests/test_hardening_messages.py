@@ -98,3 +98,19 @@ def test_pick_takes_an_aspiration_level_beyond_the_weight_limit(tmp_path, capsys
     assert "mix weight" not in capsys.readouterr().err
     assert main([*argv, "--aspiration", "concise=inf"]) == 2
     assert "finite" in last_line(capsys.readouterr().err)
+
+
+def test_the_budget_line_counts_the_centre_mix_the_grid_adds(soup_files, tmp_path, capsys, monkeypatch):
+    from explorer.frontier.grid import count_mixes, weight_grid
+
+    for n, k in [(2, 1), (3, 2), (3, 3), (4, 2)]:
+        assert count_mixes(n, k) == len(weight_grid([f"a{i}" for i in range(n)], k))
+    base, adapters = soup_files
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("".join(f"Question {i}?\n" for i in range(40_000)))
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["grid", "--base", str(base), *(f"--adapter={n}={p}" for n, p in list(adapters.items())[:2])]
+    argv += ["--objective", "concise", "--objective", "readable", "--prompts", str(prompts)]
+    assert main([*argv, "--resolution", "1", "--out", str(tmp_path / "a.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "budget: 3 mixes x 40,000 prompts" in err and "120,000 rows is more than 100,000" in err

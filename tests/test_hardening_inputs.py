@@ -209,3 +209,23 @@ def test_a_cached_front_with_wrong_dimensions_is_moved_aside_and_computed_again(
     names = sorted(p.name for p in cached.parent.iterdir())
     assert cached.name in names and any(".corrupt-" in n for n in names)
     assert xr.load_dataset(tmp_path / "a.nc").sizes["prompt"] == 2
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pipe", "text"])
+def test_a_damaged_results_file_is_one_line_naming_it(grid_argv, tmp_path, capsys, kind):
+    import os
+
+    from explorer.frontier.results import load_results
+
+    front = tmp_path / "front.nc"
+    if kind == "truncated":
+        assert main([*grid_argv, "--objective", "readable", "--out", str(front)]) == 0
+        front.write_bytes(front.read_bytes()[:2000])
+    elif kind == "pipe":
+        os.mkfifo(front)  # reading it would wait forever
+    else:
+        front.write_text("not a netCDF file")
+    with pytest.raises(SoupError, match=f"{front}"):
+        load_results(front)
+    assert main(["pick", "--frontier", str(front), "--knee"]) == 2
+    assert str(front) in one_line_error(capsys.readouterr().err)

@@ -104,14 +104,18 @@ def save_results(ds: xr.Dataset, path: Path | str) -> Path:
 
 
 def load_results(path: Path | str) -> xr.Dataset:
-    """Load results saved by ``save_results`` or ``explorer grid``."""
+    """Load results saved by ``save_results`` or ``explorer grid``; anything else is one line
+    naming the file (a pipe is never opened: reading it would wait forever)."""
     file = Path(path).expanduser()
-    if not file.is_file():
+    if not file.exists():
         raise SoupError(f"results file {file} does not exist")
+    if not file.is_file():
+        raise SoupError(f"results file {file} is not a regular file: give the .nc that explorer grid wrote")
     try:
         return xr.load_dataset(file)
-    except (OSError, ValueError) as err:
-        raise SoupError(f"{file} is not a results file written by explorer grid: {err}") from err
+    except Exception as err:  # netCDF/HDF5 raise several types for a damaged or foreign file
+        reason = " ".join(str(err).split()[:30])
+        raise SoupError(f"{file} is not a results file written by explorer grid ({reason})") from None
 
 
 # ------------------------------------------------------------------------------------------------

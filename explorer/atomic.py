@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,11 @@ def check_output_path(path: str, *, example: str = "front.nc") -> Path:
         raise SoupError(
             f"--out {out}: cannot write in {parent} ({err.strerror}); choose another path"
         ) from None
+    if (out.exists() or out.is_symlink()) and not stat.S_ISREG(os.lstat(out).st_mode):
+        raise SoupError(
+            f"--out {out} exists and is not a regular file (a link, a device or a pipe): it is kept; "
+            "choose another path"
+        )
     if out.exists() and not os.access(out, os.W_OK):
         raise SoupError(f"--out {out}: the file exists and is read-only; choose another path")
     return out

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import time
@@ -64,6 +65,21 @@ def results_problem(path: Path) -> str | None:
     except Exception:  # netCDF/HDF5 raise several types for a file that is not theirs
         ours = False
     return None if ours else "it is not a results file written by explorer grid"
+
+
+def refuse_foreign_choice(path: Path) -> None:
+    """``explorer pick --out``: an existing file is replaced only when it is a choice pick wrote."""
+    if not path.exists():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ours = isinstance(data, dict) and "rule" in data and isinstance(data.get("weights"), dict)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        ours = False
+    if not ours:
+        raise SoupError(
+            f"--out {path} exists and is not a choice written by explorer pick: it is kept; choose another path"
+        )
 
 
 def regular_file(path: Path) -> bool:

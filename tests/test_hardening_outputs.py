@@ -187,3 +187,28 @@ def test_grid_out_on_a_full_disk_is_one_line_and_keeps_the_earlier_results(grid_
     line = last_line(done.stderr)
     assert line.startswith(f"error: cannot write the results to {front}") and "MB free" in line
     assert front.read_bytes() == before
+
+
+def test_pick_out_replaces_only_a_choice_it_wrote(tmp_path, capsys):
+    import numpy as np
+
+    from explorer.frontier.results import save_results
+    from tests.test_choose import MAX, MIN, TWO, TWO_HIGH, TWO_LOW, T, results_dataset
+
+    ds = results_dataset(
+        TWO, TWO_LOW, TWO_HIGH, np.stack([1 - T, T], axis=1), ["positive", "concise"], [MAX, MIN]
+    )
+    front = save_results(ds, tmp_path / "front.nc")
+    argv = ["pick", "--frontier", str(front), "--knee", "--out"]
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "notes"}')
+    assert main([*argv, str(notes)]) == 2
+    assert "not a choice written by explorer pick" in last_line(capsys.readouterr().err)
+    assert notes.read_text() == '{"my": "notes"}'
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    assert main([*argv, str(pipe)]) == 2
+    assert "not a regular file" in last_line(capsys.readouterr().err) and not pipe.is_file()
+    choice = tmp_path / "choice.json"
+    assert main([*argv, str(choice)]) == 0
+    assert main([*argv, str(choice)]) == 0  # its own earlier choice is replaced

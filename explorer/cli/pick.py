@@ -31,6 +31,7 @@ from explorer.frontier.choose import (
 from explorer.frontier.results import load_results
 from explorer.methods import check_method, not_exported
 from explorer.mix import mix_label, parse_weights
+from explorer.ownership import refuse_foreign_choice
 
 
 def add_pick_args(p: argparse.ArgumentParser) -> None:
@@ -97,6 +98,8 @@ def cmd_pick(args: argparse.Namespace) -> int:
     if aspiration is not None and preferences is None:
         raise SoupError("--aspiration goes with --prefer: give the preference weights too")
     out = check_output_path(args.out, example="choice.json") if args.out else None
+    if out is not None:
+        refuse_foreign_choice(out)  # replace only what we wrote (issue 25)
 
     method = check_method(args.method) if args.method is not None else None
     measured = Measured.from_dataset(load_results(args.frontier))

@@ -61,3 +61,41 @@ def test_an_html_name_in_the_error_notification_stays_text(page, evil_engine):
             explorer.session.close(wait=60)
     assert dialogs == []
     assert not [u for u in requests if u.rstrip("/").endswith("/x")]
+
+
+def test_the_guarded_server_serves_every_resource_the_page_asks_for(page, evil_engine):
+    """Item 4: with Panel's component route guarded (explorer/app/routes.py) the page still loads
+    every script, style and component resource it asks for: none answered 4xx or 5xx."""
+    import asyncio
+    import threading
+
+    from explorer.app.main import serve as serve_app
+    from tests.test_app_hosts import free_port
+
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    port = free_port()
+    box: dict = {}
+    started = threading.Event()
+
+    def run() -> None:  # its own event loop: Playwright's sync API owns this thread's
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        box["server"] = serve_app(evil_engine, port=port, start=False)
+        box["server"].start()
+        started.set()
+        box["server"].io_loop.start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(120)
+    server = box["server"]
+    try:
+        page.set_default_timeout(TIMEOUT)
+        page.goto(f"http://localhost:{port}/", wait_until="networkidle")
+        page.get_by_text("Compute frontier").first.wait_for(timeout=TIMEOUT)
+        page.wait_for_load_state("networkidle")
+        page.goto("about:blank")  # the session ends before the server does
+    finally:
+        server.io_loop.add_callback(server.io_loop.stop)
+        thread.join(60)
+    assert failed == []

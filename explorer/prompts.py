@@ -26,5 +26,7 @@ def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:
 
 
 def parse_prompts(text: str) -> list[str]:
-    """The prompts of a prompt file's text: one per line, stripped; blank lines and ``#`` comments skipped."""
+    """The prompts of a prompt file's text: one per line, stripped; blank lines and ``#`` comments
+    skipped; a byte-order mark (an upload decoded as plain UTF-8 keeps it) is no part of the text."""
+    text = text.removeprefix("\ufeff")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]

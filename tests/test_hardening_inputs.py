@@ -16,7 +16,7 @@ from explorer.cli import main
 from explorer.config import read_config
 from explorer.errors import SoupError
 from explorer.names import check_name
-from explorer.prompts import read_prompts
+from explorer.prompts import parse_prompts, read_prompts
 from tests import test_hardening
 from tests.test_hardening import MIX, model_args
 
@@ -115,6 +115,8 @@ def test_a_byte_order_mark_is_not_part_of_the_first_prompt(tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_bytes("\ufeffWhy is the sky blue?\nWrite a story\n".encode())
     assert read_prompts(prompts) == ["Why is the sky blue?", "Write a story"]
+    uploaded = prompts.read_bytes().decode("utf-8", "replace")  # as the app decodes an upload
+    assert parse_prompts(uploaded) == ["Why is the sky blue?", "Write a story"]
 
 
 @pytest.mark.parametrize(

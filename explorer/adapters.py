@@ -12,7 +12,6 @@ before anything touches a model.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import load_file
 
 from explorer.errors import SoupError
 from explorer.fingerprint import file_sha256
+from explorer.loaders import load_json
 
 __all__ = ["LoraAdapter", "LoraModule", "file_sha256", "read_adapter"]
 
@@ -127,10 +127,7 @@ def _read_config(name: str, folder: Path) -> dict:
             f"adapter '{name}': {folder} has no {CONFIG_FILE}, so it is not a PEFT adapter folder; "
             "give the folder written by PeftModel.save_pretrained"
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SoupError(f"adapter '{name}': {config_path} is not valid JSON ({err})") from err
+    config = load_json(config_path, what=f"adapter '{name}':")  # one line naming the file (explorer.loaders)
     if not isinstance(config, dict):
         raise SoupError(f"adapter '{name}': {config_path} must hold a JSON object")
     peft_type = str(config.get("peft_type", "")).upper()

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +25,16 @@ def remove_stale(parent: Path) -> list[Path]:
     removed = []
     for entry in parent.iterdir() if parent.is_dir() else []:
         match = _STALE.match(entry.name)
-        if match and entry.is_dir() and not _running(int(match.group(1))):
+        # only real folders: a link with such a name is not ours (rmtree would follow nothing, but
+        # neither may it be renamed onto)
+        if match and entry.is_dir() and not entry.is_symlink() and not running(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether process ``pid`` is alive (this one counts)."""
     if pid == os.getpid():
         return True
     try:
@@ -43,13 +47,15 @@ def _running(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_write(target: str | Path, *, folder: bool = False) -> Iterator[Path]:
+def atomic_write(target: str | Path, *, folder: bool = False, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; when the block ends without error it becomes ``target``.
 
     ``folder=False``: the block writes a file at the yielded path; ``os.replace`` swaps it in
     atomically. ``folder=True``: the yielded path is an empty folder to fill; an existing
     ``target`` is renamed aside first and deleted only once the new folder is in place. On any
     error (a full disk, Ctrl-C) the temporary is removed and ``target`` is left as it was.
+    ``replace=False``: a ``target`` that appeared meanwhile (another writer) is kept and the write
+    refused with a SoupError.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +66,10 @@ def atomic_write(target: str | Path, *, folder: bool = False) -> Iterator[Path]:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        if not replace and (target.exists() or target.is_symlink()):
+            raise SoupError(
+                f"{target} was created by another process meanwhile: it is kept; choose another --out"
+            )
         if folder:
             _swap_folder(tmp, target)
         else:
@@ -76,7 +86,9 @@ def _swap_folder(tmp: Path, target: Path) -> None:
     if not target.exists():
         tmp.rename(target)
         return
-    old = target.with_name(f".{target.name}.{_MARK}-{os.getpid()}-old")
+    # a fresh empty folder (a left-behind link or folder of that name is never reused): the rename
+    # replaces it
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_MARK}-{os.getpid()}-old", dir=target.parent))
     target.rename(old)
     try:
         tmp.rename(target)
@@ -101,6 +113,11 @@ def check_output_path(path: str, *, example: str = "front.nc") -> Path:
         raise SoupError(
             f"--out {out}: cannot write in {parent} ({err.strerror}); choose another path"
         ) from None
+    if (out.exists() or out.is_symlink()) and not stat.S_ISREG(os.lstat(out).st_mode):
+        raise SoupError(
+            f"--out {out} exists and is not a regular file (a link, a device or a pipe): it is kept; "
+            "choose another path"
+        )
     if out.exists() and not os.access(out, os.W_OK):
         raise SoupError(f"--out {out}: the file exists and is read-only; choose another path")
     return out

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
 from explorer.errors import SoupError
+from explorer.loaders import load_yaml
+from explorer.names import check_name, check_names
 from explorer.runtime import resolve_device, resolve_dtype
 
 
@@ -44,6 +44,7 @@ class ModelOptions:
             isinstance(k, str) and isinstance(v, str | Path) for k, v in self.adapters.items()
         ):
             raise SoupError(f"adapters must map names to folders, got {self.adapters!r}")
+        self.adapters = dict(zip(check_names(self.adapters), self.adapters.values(), strict=True))
         resolve_dtype(self.dtype, resolve_device(self.device))  # names a known device and dtype
 
     @property
@@ -61,6 +62,7 @@ def parse_adapter_args(values: Iterable[str]) -> dict[str, str]:
             raise SoupError(
                 f"--adapter {item!r}: write NAME=FOLDER, e.g. --adapter concise=./adapters/concise"
             )
+        name = check_name(name)
         if name in adapters:
             raise SoupError(
                 f"adapter name '{name}' is given twice ({adapters[name]} and {path}): names must differ"
@@ -72,12 +74,7 @@ def parse_adapter_args(values: Iterable[str]) -> dict[str, str]:
 def read_config(path: str | Path) -> ModelOptions:
     """Read a YAML config file into ``ModelOptions`` (paths resolved against its folder)."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise SoupError(f"config file {file} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SoupError(f"config file {file} is not valid YAML: {err}") from err
+    data = load_yaml(file, what="config file") or {}
     if not isinstance(data, Mapping):
         raise SoupError(f"config file {file} must hold a mapping of options (base:, adapters:, ...)")
     here = file.parent
@@ -87,9 +84,12 @@ def read_config(path: str | Path) -> ModelOptions:
     if not isinstance(adapters, Mapping):
         raise SoupError(f"config file {file}: 'adapters' must map names to folders")
     known = {f.name for f in fields(ModelOptions)} - {"extra"}
+    for key in adapters:
+        if not isinstance(key, str):  # yes, null, 1: YAML read them as a boolean, None or a number
+            raise SoupError(f"config file {file}: adapter name {key!r} is not text; quote it or rename it")
     return ModelOptions(
         base=_resolve(here, data.get("base")),
-        adapters={str(k): str(_resolve(here, v)) for k, v in adapters.items()},
+        adapters={k: str(_resolve(here, v)) for k, v in adapters.items()},
         device=data.get("device"),
         dtype=data.get("dtype"),
         allow_pickle=bool(data.get("allow_pickle", False)),

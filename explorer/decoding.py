@@ -3,6 +3,7 @@ that what only reads results (``explorer pick``) loads no model library."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from explorer.errors import SoupError
@@ -24,6 +25,10 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if int(self.max_new_tokens) < 1:
             raise SoupError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not (math.isfinite(self.temperature) and math.isfinite(self.top_p)):
+            raise SoupError(
+                f"temperature and top_p must be finite numbers, got {self.temperature} and {self.top_p}"
+            )
         if not (self.temperature >= 0):
             raise SoupError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if not (0 < self.top_p <= 1):

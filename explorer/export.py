@@ -31,6 +31,7 @@ import torch
 import transformers
 import yaml
 from peft import LoraConfig
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
@@ -41,7 +42,10 @@ from explorer.atomic import atomic_write
 from explorer.errors import SoupError
 from explorer.fingerprint import changed_files, folder_hashes
 from explorer.frontier.cache import soup_fingerprint
+from explorer.loaders import load_yaml, parse_yaml
 from explorer.mix import check_mix
+from explorer.names import check_names
+from explorer.ownership import claim, export_problem, regular_file, written_files
 from explorer.soup import Soup
 
 FORMATS = ("adapter", "lowrank", "merged")
@@ -152,7 +156,9 @@ def check_format(format: str, rank: int | None) -> None:
     """A known format, and a whole rank >= 1 for ``lowrank`` (checked before any model loads)."""
     if format not in FORMATS:
         raise SoupError(f"unknown export format {format!r}: use one of {list(FORMATS)}")
-    if format == "lowrank" and (rank is None or isinstance(rank, bool) or int(rank) != rank or rank < 1):
+    if format == "lowrank" and (
+        rank is None or isinstance(rank, bool) or not isinstance(rank, int) or rank < 1
+    ):
         raise SoupError(f"--rank must be a whole number >= 1 for the lowrank format, got {rank!r}")
 
 
@@ -175,15 +181,18 @@ def export_mix(
     """
     w = check_mix(weights, soup.names)
     check_format(format, rank)
-    target = Path(out).expanduser()
+    target = check_out_folder(out)
     check_target(target, force=force)
     factors = mixed_factors(soup, w) if format != "merged" else {}  # refuses an all-zero mix
+    if format == "lowrank":
+        check_rank(int(rank), factors)  # type: ignore[arg-type]
 
     result = ExportResult(
         path=target, format=format, rank=int(rank) if rank is not None and format == "lowrank" else None
     )
     try:
-        with atomic_write(target, folder=True) as tmp:
+        with claim(target), atomic_write(target, folder=True, replace=force) as tmp:
+            check_target(target, force=force)  # again, under the lock: what is there now is ours
             if format == "merged":
                 _write_merged(soup, w, tmp)
             else:
@@ -193,31 +202,75 @@ def export_mix(
                     result.module_errors = {m: err for m, (_, err) in truncated.items()}
                     result.overall_error = overall_error(soup, w, result.module_errors)
                 _write_adapter(soup, factors, tmp)
-            (tmp / RECIPE).write_text(
-                yaml.safe_dump(recipe(soup, w, result, scores, choice), sort_keys=False)
-            )
-    except OSError as err:  # a read-only folder, a full disk: nothing was written, say so
+            made = recipe(soup, w, result, scores, choice)
+            made["written"] = written_files(tmp)  # what --force may later replace (explorer.ownership)
+            (tmp / RECIPE).write_text(yaml.safe_dump(made, sort_keys=False))
+    except (OSError, SafetensorError) as err:  # a read-only folder, a full disk: nothing was written
         raise SoupError(
-            f"cannot write the export to {target} ({err.strerror or err}): nothing was written; choose "
+            f"cannot write the export to {target} ({_reason(err)}): nothing was written; choose "
             "another --out in a writable folder with free space"
-        ) from err
+        ) from None
     return result
 
 
+def check_rank(rank: int, factors: Mapping[str, LoraModule]) -> None:
+    """A lowrank export's rank is at most the mix's full rank (the largest module's inner size R):
+    above it nothing is truncated and the recipe would claim a rank the adapter does not have."""
+    full = max(f.A.shape[0] for f in factors.values())
+    if rank > full:
+        raise SoupError(
+            f"--rank {rank} is above the full rank {full} of this mix: nothing would be truncated; use "
+            f"--rank {full} or less, or --format adapter (exact)"
+        )
+
+
+def check_out_folder(out: str | Path) -> Path:
+    """``out`` as an absolute path that can become an export folder (not the current folder, one
+    of its parents or the root: replacing it would pull the ground from under the user's shell)."""
+    target = Path(out).expanduser().absolute()
+    here = Path.cwd()
+    if target == Path(target.anchor) or target.resolve() in (here, *here.parents):
+        raise SoupError(
+            f"--out {out} is the current folder or one above it: give a new folder's name, e.g. --out ./my-mix"
+        )
+    return target
+
+
 def check_target(target: Path, *, force: bool) -> None:
-    """An export goes to a new folder; ``force`` replaces only a folder that holds an earlier export
-    (its recipe.yaml), never anything else, so a typo in --out cannot delete a user's folder."""
-    if not target.exists():
+    """An export goes to a new folder; ``force`` replaces only an unchanged earlier export (its
+    recipe.yaml lists every file of the folder with its sha256, explorer.ownership), never
+    anything else, so a typo in --out cannot delete a user's files."""
+    if not target.exists() and not target.is_symlink():
         return
-    if not target.is_dir():
-        raise SoupError(f"{target} is a file: --out must be a folder")
+    if target.is_symlink() or not target.is_dir():
+        raise SoupError(f"{target} exists and is not a folder: --out must be a new folder")
     if not force:
         raise SoupError(f"{target} already exists: choose another --out, or pass --force to replace it")
-    if not (target / RECIPE).is_file():
+    recipe_file = target / RECIPE
+    if not regular_file(recipe_file):
         raise SoupError(
             f"{target} is not an earlier export (it has no {RECIPE}): --force only replaces an export; "
             "choose another --out"
         )
+    try:
+        data = parse_yaml(recipe_file.read_text(encoding="utf-8"), where=str(recipe_file))
+    except (SoupError, OSError, UnicodeDecodeError):
+        data = None
+    problem = (
+        export_problem(target, data.get("written"))
+        if isinstance(data, dict) and data.get("explorer_recipe") == 1
+        else f"its {RECIPE} was not written by explorer export"
+    )
+    if problem:
+        raise SoupError(
+            f"{target} is not an earlier export, or changed since ({problem}): --force only replaces an "
+            "unchanged export, so nothing was deleted; move your files out or choose another --out"
+        )
+
+
+def _reason(err: Exception) -> str:
+    text = getattr(err, "strerror", None) or str(err)
+    return " ".join(text.split())
 
 
 def overall_error(soup: Soup, weights: Mapping[str, float], errors: Mapping[str, float]) -> float:
@@ -284,26 +337,18 @@ def read_recipe(path: str | Path) -> dict:
     file = Path(path).expanduser()
     if file.is_dir():
         file = file / RECIPE
-    if not file.is_file():
-        raise SoupError(f"recipe {file} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise SoupError(f"recipe {file} is not valid YAML: {err}") from err
+    data = load_yaml(file, what="recipe")
     if not isinstance(data, dict) or data.get("explorer_recipe") != 1:
         raise SoupError(f"{file} is not a recipe written by explorer export")
     _check_recipe_keys(data, file)
     base = data["base"]
-    if base.get("files_sha256"):
-        folder = Path(base["path"]).expanduser()
-        if not folder.is_dir():
-            raise SoupError(f"recipe {file}: the base model folder {folder} does not exist any more")
-        _refuse_changes(file, f"the base model at {folder}", base["files_sha256"], folder_hashes(folder))
+    folder = Path(base["path"]).expanduser()
+    if not folder.is_dir():
+        raise SoupError(f"recipe {file}: the base model folder {folder} does not exist any more")
+    _refuse_changes(file, f"the base model at {folder}", base["files_sha256"], folder_hashes(folder))
     for name, info in data["adapters"].items():
         adapter = read_adapter(name, info["path"])
-        expected = info.get("files_sha256") or {adapter.weights_file.name: info["sha256"]}
-        actual = adapter.files if info.get("files_sha256") else {adapter.weights_file.name: adapter.sha256}
-        _refuse_changes(file, f"adapter '{name}' at {info['path']}", expected, actual)
+        _refuse_changes(file, f"adapter '{name}' at {info['path']}", info["files_sha256"], adapter.files)
     return data
 
 
@@ -320,12 +365,35 @@ def _check_recipe_keys(data: dict, file: Path) -> None:
         raise SoupError(
             f"recipe {file} has no base model path: use the recipe.yaml that explorer export wrote"
         )
+    if not _hashes(data["base"].get("files_sha256")):  # without them nothing would be checked
+        raise SoupError(
+            f"recipe {file}: the base model has no files_sha256 (the hashes that prove its files are "
+            "unchanged): use the recipe.yaml that explorer export wrote"
+        )
     for name, info in data["adapters"].items():
-        if not isinstance(info, dict) or not info.get("path") or not info.get("sha256"):
+        if not isinstance(info, dict) or not info.get("path"):
             raise SoupError(
-                f"recipe {file}: adapter '{name}' has no path or sha256: use the recipe.yaml that "
-                "explorer export wrote"
+                f"recipe {file}: adapter '{name}' has no path: use the recipe.yaml that explorer export wrote"
             )
+        if not _hashes(info.get("files_sha256")):
+            raise SoupError(
+                f"recipe {file}: adapter '{name}' has no files_sha256 (the hashes that prove its files "
+                "are unchanged): use the recipe.yaml that explorer export wrote"
+            )
+    check_names(data["adapters"])
+    try:
+        check_format(data["format"], data.get("rank"))
+    except SoupError as err:
+        raise SoupError(f"recipe {file}: {err}") from None
+
+
+def _hashes(value: object) -> bool:
+    """A non-empty mapping of file names to hex digests."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    )
 
 
 def _refuse_changes(file: Path, what: str, expected: Mapping[str, str], actual: Mapping[str, str]) -> None:

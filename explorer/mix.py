@@ -8,6 +8,7 @@ is the base model.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 from explorer.errors import SoupError
@@ -31,18 +32,23 @@ def check_weight(name: str, value: float) -> float:
     return value
 
 
-def parse_weights(text: str, names: Sequence[str] | None = None, *, flag: str = "--weights") -> Mix:
+def parse_weights(
+    text: str, names: Sequence[str] | None = None, *, flag: str = "--weights", bounded: bool = True
+) -> Mix:
     """``"a=0.3, b=0.7"`` -> ``{"a": 0.3, "b": 0.7}``, refusing malformed items, repeated names,
     non-finite numbers and weights beyond +-MAX_WEIGHT.
 
     Without ``names`` only the text is checked (before any model is loaded). With ``names`` the
     result is completed and checked against them: adapters left out get weight 0, unknown ones
     are refused (``check_mix``). ``flag``: the option the text came from, for the messages
-    (the same syntax serves ``--point`` and ``explorer pick --prefer``).
+    (the same syntax serves ``--point`` and ``explorer pick --prefer``). ``bounded=False``: the
+    numbers are not mix weights (``--aspiration`` levels, in an objective's own units): any finite
+    number.
     """
     weights: Mix = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, sep, value = (part.strip() for part in item.partition("="))
+        name = unicodedata.normalize("NFC", name)  # the form adapter names are kept in (explorer.names)
         if not sep or not name:
             raise SoupError(f"{flag} item {item!r}: write NAME=NUMBER, e.g. positive=0.5")
         if name in weights:
@@ -52,8 +58,11 @@ def parse_weights(text: str, names: Sequence[str] | None = None, *, flag: str = 
         except ValueError:
             raise SoupError(f"{flag} {name}={value!r}: the weight must be a number") from None
         if not math.isfinite(weights[name]):
-            raise SoupError(f"{flag} {name}={value}: the weight must be a finite number")
-        check_weight(name, weights[name])
+            raise SoupError(
+                f"{flag} {name}={value}: the {'weight' if bounded else 'number'} must be a finite number"
+            )
+        if bounded:
+            check_weight(name, weights[name])
     return weights if names is None else check_mix(weights, names, missing=0.0)
 
 
@@ -79,6 +88,8 @@ def check_mix(weights: Mapping[str, object], names: Sequence[str], *, missing: f
     out: Mix = {}
     for name in names:
         value = weights.get(name, missing)
+        if isinstance(value, bool | str):  # float(True) is 1 and float("1") is 1: not what was meant
+            raise SoupError(f"weight {name}={value!r} is not a number: weights must be numbers")
         try:
             out[name] = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):

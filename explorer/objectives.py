@@ -43,7 +43,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from explorer.direction import MAXIMIZE, MINIMIZE, Direction
 from explorer.errors import SoupError
-from explorer.fingerprint import folder_hashes, source_sha256
+from explorer.fingerprint import folder_hashes, module_tree_sha256
+from explorer.names import check_name
 
 SCORER_TIMEOUT_S = 600.0  # the longest one scorer call may take (a batch of responses) before the run stops
 Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
@@ -109,7 +110,10 @@ class Objective:
         """The scorer's answer, in a helper thread bounded by ``timeout_s`` (a hung scorer stops
         the run with a message instead of hanging it)."""
         if self.timeout_s is None:
-            return self.scorer(prompts, responses)
+            try:
+                return self.scorer(prompts, responses)
+            except SystemExit as err:
+                raise self._exited(err) from None
         box: dict = {}
 
         def run() -> None:
@@ -126,9 +130,17 @@ class Objective:
                 f"objective '{self.name}' did not answer within {self.timeout_s:g} s for {len(responses)} "
                 "responses: it hangs or is far too slow; fix the scorer (nothing was cached)"
             )
+        if isinstance(box.get("error"), SystemExit):
+            raise self._exited(box["error"])
         if "error" in box:
             raise box["error"]
         return box["value"]
+
+    def _exited(self, err: SystemExit) -> SoupError:
+        return SoupError(
+            f"objective '{self.name}' called sys.exit({err.code!r}): a scorer must return one number per "
+            "response, not end the program; fix the scorer (nothing was scored or cached)"
+        )
 
     def _checked(self, values, n: int) -> np.ndarray:
         if values is None or (isinstance(values, Sequence) and any(v is None for v in values)):
@@ -286,7 +298,7 @@ def get_objective(spec: str, *, name: str | None = None, direction: str | None =
         obj = Objective(name or Path(folder).name, scorer, given or MAXIMIZE, "reward", version)
     elif ":" in spec:
         fn = user_function(spec)
-        version = "source:" + source_sha256(fn)[:16]  # a fixed scorer: new key, no stale results
+        version = "source:" + module_tree_sha256(fn)[:16]  # a fixed scorer or helper: new key
         obj = Objective(name or spec.rpartition(":")[2], batched(fn), given or MAXIMIZE, "", version)
     else:
         raise SoupError(
@@ -295,6 +307,10 @@ def get_objective(spec: str, *, name: str | None = None, direction: str | None =
         )
     if name or direction:
         obj = Objective(name or obj.name, obj.scorer, given or obj.direction, obj.unit, obj.version)
+    if obj.name not in BUILTINS:  # shown on pages, written in files and command lines (explorer.names)
+        obj = Objective(
+            check_name(obj.name, what="objective"), obj.scorer, obj.direction, obj.unit, obj.version
+        )
     return obj
 
 
@@ -326,7 +342,11 @@ def user_function(spec: str) -> Callable:
                 raise SoupError(f"objective {spec!r}: {path} cannot be imported as a Python module")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[module_spec.name] = module
-            module_spec.loader.exec_module(module)
+            sys.path.insert(0, str(path.parent))  # its helper modules beside it, as for a script
+            try:
+                module_spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(path.parent))
         else:
             module = importlib.import_module(target)
     except SoupError:

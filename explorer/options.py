@@ -8,6 +8,7 @@ panel serve explorer/app/main.py --args --base ./base --adapter a=./a --adapter 
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -131,7 +132,7 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
 
 def add_network_args(p: argparse.ArgumentParser, *, port: int) -> None:
     """Where a server listens and which Host names it answers (``explorer serve`` and ``explorer api``)."""
-    p.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+    p.add_argument("--port", type=port_number, default=port, help=f"port to listen on (default {port})")
     p.add_argument(
         "--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
     )
@@ -142,6 +143,31 @@ def add_network_args(p: argparse.ArgumentParser, *, port: int) -> None:
         metavar="NAME",
         help="also answer requests for this host name (NAME or NAME:PORT); others get 403 (repeatable)",
     )
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, got {text!r}")
+    return port
+
+
+def check_port_free(address: str, port: int) -> None:
+    """Refuse, before any model loads, a port another program listens on (or one we may not use)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tornado binds it
+        try:
+            probe.bind((address, port))
+        except OSError as err:
+            raise SoupError(
+                f"port {port} on {address} is not free ({err.strerror or err}): another program listens "
+                "there, or the address is not this machine's; pass --port with another number"
+            ) from None
 
 
 def app_options_from_args(args: argparse.Namespace) -> tuple[ModelOptions, AppOptions]:

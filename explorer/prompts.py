@@ -6,6 +6,7 @@ from pathlib import Path
 
 from explorer.data import data_path
 from explorer.errors import SoupError
+from explorer.loaders import read_text
 
 HELDOUT = data_path("prompts", "heldout.txt")  # the demo's evaluation prompts, never trained on
 
@@ -13,29 +14,7 @@ HELDOUT = data_path("prompts", "heldout.txt")  # the demo's evaluation prompts, 
 def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:
     """The prompts in ``path`` (the first ``limit`` when given), refusing empty and non-text files."""
     file = Path(path).expanduser()
-    if file.is_dir():
-        raise SoupError(f"prompts file {file} is a folder: give a text file with one request per line")
-    if file.is_symlink() and not file.exists():
-        raise SoupError(
-            f"prompts file {file} is a symbolic link to nothing (missing or looping): fix the link"
-        )
-    if not file.is_file():
-        what = "does not exist" if not file.exists() else "is not a regular file"
-        raise SoupError(f"prompts file {file} {what}: give a text file with one request per line")
-    try:
-        raw = file.read_bytes()
-    except OSError as err:
-        raise SoupError(f"prompts file {file} cannot be read ({err.strerror or err})") from err
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SoupError(
-            f"prompts file {file} is not UTF-8 text: give a text file with one request per line"
-        ) from None
-    if "\x00" in text:
-        raise SoupError(
-            f"prompts file {file} is binary, not text: give a text file with one request per line"
-        )
+    text = read_text(file, what="prompts file", hint="give a text file with one request per line")
     prompts = parse_prompts(text)
     if not prompts:
         raise SoupError(f"prompts file {file} holds no prompts: write one request per line")
@@ -47,5 +26,7 @@ def read_prompts(path: str | Path, *, limit: int | None = None) -> list[str]:
 
 
 def parse_prompts(text: str) -> list[str]:
-    """The prompts of a prompt file's text: one per line, stripped; blank lines and ``#`` comments skipped."""
+    """The prompts of a prompt file's text: one per line, stripped; blank lines and ``#`` comments
+    skipped; a byte-order mark (an upload decoded as plain UTF-8 keeps it) is no part of the text."""
+    text = text.removeprefix("\ufeff")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]

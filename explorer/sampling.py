@@ -201,6 +201,12 @@ def check_prompt_lengths(soup: Soup, lengths: Sequence[int], max_new_tokens: int
     context = context_length(soup.model)
     if context is None or not len(lengths):
         return
+    if int(max_new_tokens) >= context:  # no prompt would fit: the number is the mistake, not a prompt
+        how = "is more than" if int(max_new_tokens) > context else "is as long as"
+        raise SoupError(
+            f"--max-new-tokens {max_new_tokens} {how} the model's context of {context} tokens: lower it "
+            f"well below {context} (the prompt needs room too)"
+        )
     room = context - int(max_new_tokens)
     longest = max(range(len(lengths)), key=lambda i: lengths[i])
     if lengths[longest] > room:

@@ -172,9 +172,13 @@ def test_existing_target_needs_force(soup64, tmp_path):
     assert (target / "keep.txt").read_text() == "mine"
     shutil.rmtree(target)
     export_mix(soup64, MIX, target)  # an earlier export...
-    (target / "keep.txt").write_text("from the earlier export")
     export_mix(soup64, MIX, target, force=True)  # ...is replaced with --force
-    assert not (target / "keep.txt").exists() and (target / "adapter_model.safetensors").is_file()
+    (target / "keep.txt").write_text("added by the user")  # but not once the user added files to it
+    with pytest.raises(
+        SoupError, match=r"changed since \(it holds files the export did not write \(keep.txt"
+    ):
+        export_mix(soup64, MIX, target, force=True)
+    assert (target / "keep.txt").is_file() and (target / "adapter_model.safetensors").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary or old folder left
 
 

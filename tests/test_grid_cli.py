@@ -163,7 +163,7 @@ def test_a_budget_below_the_lattice_fails_before_generating(grid_argv, tmp_path,
 
     monkeypatch.setattr(explorer.frontier.evaluation, "generate", lambda *a, **k: pytest.fail("generated"))
     assert main([*grid_argv, "--out", str(tmp_path / "f.nc"), "--adaptive", "--budget", "5"]) == 2
-    assert "a budget of 5 mixes does not cover the 7 of the initial grid" in capsys.readouterr().err
+    assert "a budget of 5 mixes does not cover the 7 of the first lattice" in capsys.readouterr().err
 
 
 def test_a_big_grid_is_refused_before_loading_without_yes(grid_argv, tmp_path, capsys, monkeypatch):
@@ -173,12 +173,12 @@ def test_a_big_grid_is_refused_before_loading_without_yes(grid_argv, tmp_path, c
     monkeypatch.setattr(explorer.cli.grid, "weight_grid", lambda *a, **k: pytest.fail("made the lattice"))
     out = tmp_path / "f.nc"
     argv = [*grid_argv, "--out", str(out)]
-    argv[argv.index("--resolution") + 1] = "1000"  # 3 adapters: 501,501 mixes x 2 prompts
+    argv[argv.index("--resolution") + 1] = "1000"  # 3 adapters: 501,502 mixes (the centre too) x 2 prompts
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "budget: 501,501 mixes x 2 prompts x 1 samples = 1,003,002 rows" in err
-    assert "at most 6,018,012 new tokens" in err and "assumed 100 tokens/s on cpu" in err
-    assert "1,003,002 rows is more than 100,000" in err and "pass --yes" in err
+    assert "budget: 501,502 mixes x 2 prompts x 1 samples = 1,003,004 rows" in err
+    assert "at most 6,018,024 new tokens" in err and "assumed 100 tokens/s on cpu" in err
+    assert "1,003,004 rows is more than 100,000" in err and "pass --yes" in err
     assert not list(tmp_path.iterdir())[1:] and not out.exists()  # only prompts.txt: nothing written
 
 
@@ -190,10 +190,10 @@ def test_an_adaptive_budget_counts_its_mixes_and_its_first_lattice(grid_argv, tm
     argv = [*grid_argv, "--out", str(out), "--adaptive", "--budget", "60000"]  # 60,000 mixes x 2 prompts
     assert main(argv) == 2
     assert "120,000 rows is more than 100,000" in capsys.readouterr().err
-    argv[argv.index("--resolution") + 1] = "400"  # a first lattice of 80,601 mixes, above a budget of 7
+    argv[argv.index("--resolution") + 1] = "400"  # a first lattice of 80,602 mixes, above a budget of 7
     argv[argv.index("--budget") + 1] = "7"
     assert main(argv) == 2
-    assert "161,202 rows is more than 100,000" in capsys.readouterr().err
+    assert "161,204 rows is more than 100,000" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -215,4 +215,4 @@ def test_a_small_grid_prints_its_budget_and_yes_runs_a_big_one(grid_argv, tmp_pa
 def _check_budget_with_limit(limit):
     from explorer.frontier.grid import check_budget
 
-    return lambda budget, *, confirmed: check_budget(budget, confirmed=confirmed, limit=limit)
+    return lambda budget, *, confirmed, **kw: check_budget(budget, confirmed=confirmed, limit=limit, **kw)

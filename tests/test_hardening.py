@@ -83,7 +83,7 @@ def test_an_edited_adapter_config_is_a_new_cache_key_and_a_rerun_computes_again(
     grid_argv, tmp_path, soup_files
 ):
     _, adapters = soup_files
-    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc")]
+    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc"), "--force"]
     assert main(argv) == 0
     assert main(argv) == 0  # a rerun reads the cache: still one entry
     assert len(cached_files(tmp_path)) == 1
@@ -272,7 +272,7 @@ def test_a_recipe_with_a_missing_key_is_a_message(soup_files, tmp_path, capsys, 
 
 
 def test_a_truncated_cached_front_is_moved_aside_and_computed_again(grid_argv, tmp_path, capsys):
-    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc")]
+    argv = [*grid_argv, "--objective", "readable", "--out", str(tmp_path / "a.nc"), "--force"]
     assert main(argv) == 0
     (cached,) = (tmp_path / "cache" / "frontiers").glob("*.nc")
     first = cached.read_bytes()
@@ -343,13 +343,13 @@ def test_grid_out_refuses_to_overwrite_a_file_that_is_not_results(grid_argv, tmp
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
     argv = [*grid_argv, "--objective", "readable"]
-    assert main([*argv, "--out", str(notes)]) == 2
-    assert "exists and is not a results file" in capsys.readouterr().err
+    for force in ([], ["--force"]):  # issue 25: not even with --force (tests/test_hardening_outputs.py)
+        assert main([*argv, "--out", str(notes), *force]) == 2
+        assert "is not a results file" in capsys.readouterr().err
     assert notes.read_text() == "my notes"
     front = tmp_path / "front.nc"
     assert main([*argv, "--out", str(front)]) == 0
-    assert main([*argv, "--out", str(front)]) == 0  # an earlier results file is replaced
-    assert main([*argv, "--out", str(notes), "--force"]) == 0
+    assert main([*argv, "--out", str(front), "--force"]) == 0  # an earlier results file is replaced
 
 
 def test_a_killed_exports_temporary_folder_is_removed_at_the_next_export(soup_files, tmp_path):

@@ -146,7 +146,7 @@ def test_export_takes_one_mix(llama_files, tmp_path, capsys):
         (["--weights", "helpful=1", "--choice", str(bad)], "one of them"),
         ([], "give the mix with --weights NAME=W,... or --choice FILE.json"),
         (["--choice", str(bad)], "is not a choice written by explorer pick --out"),
-        (["--choice", str(tmp_path / "missing.json")], "cannot read it as a choice"),
+        (["--choice", str(tmp_path / "missing.json")], "missing.json does not exist"),
     ]:
         assert main(["export", *model, "--out", str(tmp_path / "x"), *extra]) == 2
         assert words in capsys.readouterr().err

@@ -78,7 +78,7 @@ def test_tiny_top_p_is_greedy(llama_soup64):
     [
         (dict(max_new_tokens=0), "max_new_tokens must be at least 1"),
         (dict(temperature=-1.0), "temperature must be >= 0"),
-        (dict(temperature=float("nan")), "temperature must be >= 0"),
+        (dict(temperature=float("nan")), "must be finite numbers"),
         (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
         (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
     ],

@@ -24,7 +24,7 @@ import xarray as xr
 from explorer.errors import SoupError
 from explorer.export import export_mix
 from explorer.frontier.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
-from explorer.frontier.grid import GridSpec
+from explorer.frontier.grid import Budget, GridSpec, check_budget
 from explorer.frontier.results import (
     is_complete,
     is_summarized,
@@ -298,8 +298,12 @@ class Engine(param.Parameterized):
         with self._grids_lock:
             run = self.grids.get(key)
             if run is None or not (run.running or (run.results is not None and is_complete(run.results))):
+                budget = self.check_budget(spec)  # the CLI's rule: a new grid above it is refused
                 run = GridRun(key, describe_grid(spec))
-                run.param.update(running=True, message="starting the grid...")
+                run.param.update(
+                    running=True,
+                    message=f"starting the grid: {budget.rows:,} rows, at most {budget.tokens:,} new tokens...",
+                )
                 run.thread = threading.Thread(target=self._run_grid, args=(run, spec), daemon=True)
                 self.grids[key] = run
                 run.thread.start()
@@ -307,6 +311,25 @@ class Engine(param.Parameterized):
                 run.waiters.add(id(owner))
         self.grids_changed += 1
         return run
+
+    def check_budget(self, spec: GridSpec) -> Budget:
+        """The CLI's budget rule (``explorer.frontier.grid.check_budget``, MAX_ROWS rows) for a grid
+        of the app; the app has no --yes: above it, a refusal that says what to lower."""
+        workers = self.grid_workers.workers_alive() if self.grid_workers is not None else None
+        budget = Budget(
+            len(spec.mixes),
+            len(spec.prompts),
+            spec.samples,
+            spec.sampling.max_new_tokens,
+            self.soup.device.type,
+            workers or 1,
+        )
+        check_budget(
+            budget,
+            confirmed=False,
+            knobs="the grid's resolution or its number of prompts (or run it with explorer grid --yes)",
+        )
+        return budget
 
     def cancel_grid(self, run: GridRun | None = None, *, owner: object | None = None) -> bool:
         """Cancel ``run`` for ``owner``: it stops only when no other session waits on it (True
@@ -320,9 +343,13 @@ class Engine(param.Parameterized):
         return run is None or run.cancel.is_set()
 
     def leave(self, owner: object) -> None:
-        """A session ends: it no longer waits on any grid (the grids keep running for the cache)."""
+        """A session ends: it no longer waits on any grid; a grid no session waits on any more is
+        cancelled (its finished chunks stay in the cache's journal: asking again resumes it)."""
         for run in list(self.grids.values()):
-            run.waiters.discard(id(owner))
+            if id(owner) in run.waiters:
+                run.waiters.discard(id(owner))
+                if not run.waiters:
+                    run.cancel.set()
 
     def wait_grid(self, timeout: float | None = None) -> None:
         """Wait for every grid thread to end (``timeout`` seconds each at most)."""

@@ -21,6 +21,7 @@ from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
 from explorer.app.picks_state import PickBoard, picks_path
 from explorer.app.picks_views import PicksPanel, recommendation_layer
+from explorer.app.routes import guard_routes
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -177,6 +178,7 @@ def serve(
         title="Pareto Soup Explorer",
         extra_patterns=api_routes(engine.scheduler),  # the OpenAI-compatible API, on the same scheduler
     )
+    guard_routes(server._tornado, port)  # no component import by name, no 500 for [::1] (issue 25)
     refuse_other_hosts(server._tornado, hosts)  # Panel itself reaches the Tornado app this way
     if start:
         server.start()

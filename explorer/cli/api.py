@@ -15,7 +15,7 @@ import asyncio
 from explorer.api import make_api_app
 from explorer.hosts import allowed_hosts
 from explorer.launch import open_soup
-from explorer.options import add_network_args, options_from_args
+from explorer.options import add_network_args, check_port_free, options_from_args
 from explorer.scheduler import Scheduler
 
 
@@ -26,6 +26,7 @@ def add_api_args(p: argparse.ArgumentParser) -> None:
 def cmd_api(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     hosts = allowed_hosts(args.address, args.port, args.allow_host)  # checked before the model loads
+    check_port_free(args.address, args.port)
     scheduler = Scheduler(open_soup(options))
     app = make_api_app(scheduler, hosts)
     asyncio.run(_serve(app, args.address, args.port, scheduler))

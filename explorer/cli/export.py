@@ -17,6 +17,7 @@ from explorer.errors import SoupError
 from explorer.export import FORMATS, check_format, export_mix, read_recipe
 from explorer.frontier.results import load_results, mix_scores
 from explorer.launch import open_soup
+from explorer.loaders import load_json
 from explorer.methods import not_exported
 from explorer.mix import check_mix, parse_weights
 from explorer.options import options_from_args
@@ -95,16 +96,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 def read_choice(path: str) -> dict:
     """A choice written by ``explorer pick --out`` (``explorer.frontier.choose.Choice.to_dict()``)."""
     file = Path(path).expanduser()
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise SoupError(
-            f"--choice {file}: cannot read it as a choice written by explorer pick --out ({err})"
-        ) from None
+    data = load_json(file, what="--choice")
     if not isinstance(data, dict) or not isinstance(data.get("weights"), dict) or "rule" not in data:
         raise SoupError(
             f"--choice {file} is not a choice written by explorer pick --out: it has no weights or rule"
         )
+    for name, value in data["weights"].items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SoupError(
+                f"--choice {file}: weight {name}={json.dumps(value)} is not a number; use the choice "
+                "that explorer pick --out wrote"
+            )
     mixing = data.get("mixing", "soup")
     if mixing != "soup":
         raise SoupError(f"--choice {file}: {not_exported(mixing, data['weights'])}")

@@ -39,7 +39,6 @@ from explorer.frontier.results import (
     hypervolume_by_method,
     hypervolume_of,
     intervals,
-    load_results,
     means,
     methods_of,
     mix_weights,
@@ -54,6 +53,7 @@ from explorer.methods import parse_methods
 from explorer.mix import parse_weights
 from explorer.objectives import get_objectives
 from explorer.options import objective_specs, options_from_args
+from explorer.ownership import claim, results_problem
 from explorer.prompts import HELDOUT, read_prompts
 from explorer.runtime import resolve_device
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingConfig
@@ -166,36 +166,59 @@ def budget_before_loading(
         mixes = (max(mixes, args.budget) if args.adaptive else mixes) * len(parse_methods(args.method))
         return Budget(mixes, n_prompts, args.samples, args.max_new_tokens, device, workers)
 
+    # an adaptive grid whose --budget is what makes it large is advised to lower that
+    knobs = (
+        "--budget, --prompts-limit or --samples"
+        if args.adaptive
+        else "--resolution, --prompts-limit or --samples"
+    )
     lattice = count_mixes(len(names), args.resolution)
     if lattice <= MAX_MIXES and not args.yes and budget(lattice).rows > MAX_ROWS:
         print(budget(lattice).line(), file=sys.stderr)  # refused before the lattice is even made
-        check_budget(budget(lattice), confirmed=False)
+        if not (args.adaptive and args.budget > lattice):
+            knobs = "--resolution, --prompts-limit or --samples"
+        check_budget(budget(lattice), confirmed=False, knobs=knobs)
     points = [parse_weights(p, names, flag="--point") for p in args.point]
     mixes = weight_grid(names, args.resolution, margin=args.margin, points=points)
+    if args.adaptive and args.budget < len(mixes):
+        raise SoupError(
+            f"a budget of {args.budget} mixes does not cover the {len(mixes)} of the first lattice "
+            f"(--resolution {args.resolution}): raise --budget to {len(mixes)} or more, or lower --resolution"
+        )
     print(budget(len(mixes)).line(), file=sys.stderr)
-    check_budget(budget(len(mixes)), confirmed=args.yes)
+    if args.adaptive and args.budget <= len(mixes):
+        knobs = "--resolution, --prompts-limit or --samples"
+    check_budget(budget(len(mixes)), confirmed=args.yes, knobs=knobs)
     return names, mixes
 
 
 def refuse_overwrite(out: Path, *, force: bool) -> None:
-    """An earlier results file may be replaced; any other existing file only with ``force``."""
-    if not out.exists() or force:
+    """An existing --out is replaced only with ``force``, and only when it is an earlier results
+    file (explorer.ownership): never a user's notes, a link or a device node."""
+    if not out.exists() and not out.is_symlink():
         return
-    try:
-        is_results = "score" in load_results(out)
-    except SoupError:
-        is_results = False
-    if not is_results:
+    problem = results_problem(out)
+    if problem:
         raise SoupError(
-            f"--out {out} exists and is not a results file of explorer grid: choose another --out, or "
-            "pass --force to replace it"
+            f"--out {out} exists and {problem}: it is kept; choose another --out"
+            + ("" if force else " (--force replaces only an earlier results file)")
+        )
+    if not force:
+        raise SoupError(
+            f"--out {out} exists (results of an earlier grid): choose another --out, or pass --force to "
+            "replace it"
         )
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    # everything that can be checked without the model is checked first
     out = check_output_path(args.out)
     refuse_overwrite(out, force=args.force)
+    with claim(out):  # one writer per --out: a second grid to it refuses
+        return _grid(args, out)
+
+
+def _grid(args: argparse.Namespace, out: Path) -> int:
+    # everything that can be checked without the model is checked first
     check_adaptive_args(args)
     methods = parse_methods(args.method)
     if args.adaptive and methods != ("soup",):

@@ -17,11 +17,11 @@ def run_guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a file system refusal nothing above foresaw: a message, not a traceback
-        where = f" ({err.filename})" if err.filename else ""
-        print(
-            f"error: {err.strerror or err}{where}: check the path, its permissions and free space",
-            file=sys.stderr,
-        )
+        if err.filename:
+            hint = f" ({err.filename}): check the path, its permissions and free space"
+        else:  # a socket or another resource: no path, nothing about disks
+            hint = ": check the address, port and permissions it names"
+        print(f"error: {err.strerror or err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -34,6 +34,7 @@ from explorer.frontier.preference import UTILITY_CHOICES, Learned, learn
 from explorer.frontier.results import load_results
 from explorer.methods import check_method, not_exported
 from explorer.mix import mix_label, parse_weights
+from explorer.ownership import refuse_foreign_choice
 from explorer.picks import load_picks
 
 
@@ -110,10 +111,14 @@ def cmd_pick(args: argparse.Namespace) -> int:
     for text in args.where:
         parse_constraint(text)
     preferences = parse_weights(args.prefer, flag="--prefer") if args.prefer is not None else None
-    aspiration = parse_weights(args.aspiration, flag="--aspiration") if args.aspiration else None
+    aspiration = (  # objective levels, not mix weights: no weight limit (issue 25)
+        parse_weights(args.aspiration, flag="--aspiration", bounded=False) if args.aspiration else None
+    )
     if aspiration is not None and preferences is None:
         raise SoupError("--aspiration goes with --prefer: give the preference weights too")
     out = check_output_path(args.out, example="choice.json") if args.out else None
+    if out is not None:
+        refuse_foreign_choice(out)  # replace only what we wrote (issue 25)
 
     method = check_method(args.method) if args.method is not None else None
     if args.picks is not None and not Path(args.picks).is_file():

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.options import add_serve_args, app_options_from_args
+from explorer.options import add_serve_args, app_options_from_args, check_port_free
 
 __all__ = ["add_serve_args", "cmd_serve"]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     options, app_options = app_options_from_args(args)  # checked before anything loads
+    check_port_free(args.address, args.port)
     # The app is an optional extra (pip install 'pareto-soup-explorer[app]'): Panel is imported only
     # when the app is served, so the other commands work without it.
     from explorer.app import serve, shared_engine

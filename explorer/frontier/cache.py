@@ -88,13 +88,17 @@ class RunFiles:
         self.final = folder / f"{key}.nc"
         self.journal = folder / f"{key}.partial.jsonl"
 
-    def finished(self) -> xr.Dataset | None:
+    def finished(self, spec: GridSpec | None = None) -> xr.Dataset | None:
         """The finished results, or None. A file that cannot be read (cut by a crash or a full disk)
-        is moved aside with a warning, and the run is computed again."""
+        or does not fit ``spec`` (other dimensions or objectives: damaged or edited) is moved aside
+        with a warning, and the run is computed again."""
         if not self.final.is_file():
             return None
         try:
-            return xr.load_dataset(self.final)
+            ds = xr.load_dataset(self.final)
+            if spec is not None:
+                _check_fits(ds, spec)
+            return ds
         except Exception as err:  # netCDF/HDF5 raise several types for a damaged file
             aside = self.final.with_name(f"{self.final.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(self.final, aside)
@@ -137,7 +141,7 @@ class RunFiles:
         for line in text.splitlines():
             try:  # a line cut or garbled by a crash: that chunk is generated again
                 taken += self._fill(ds, json.loads(line))
-            except (ValueError, KeyError, TypeError, IndexError):
+            except (ValueError, KeyError, TypeError, IndexError, RecursionError):
                 skipped += 1
         if skipped:
             warnings.warn(
@@ -159,6 +163,9 @@ class RunFiles:
         n = len(rows)
         if scores.shape != (n, k) or not (len(r["texts"]) == len(r["n_tokens"]) == len(r["finished"]) == n):
             raise ValueError("a record whose lengths do not match")
+        kinds = ((r["texts"], str), (r["n_tokens"], int), (r["finished"], bool))
+        if any(not isinstance(v, kind) for values, kind in kinds for v in values):
+            raise TypeError("a record whose texts, token counts or flags have the wrong type")
         if any(not (0 <= i < size) for row in rows for i, size in zip(row, shape, strict=True)):
             raise IndexError("a row outside the grid")
         fill_rows(ds, rows, r["texts"], r["n_tokens"], r["finished"], scores)
@@ -170,6 +177,17 @@ class RunFiles:
         self.journal.unlink(missing_ok=True)
 
 
+def _check_fits(ds: xr.Dataset, spec: GridSpec) -> None:
+    """ValueError unless ``ds`` holds the results of ``spec``: its sizes, objectives and variables."""
+    m, p, s = spec.shape
+    want = {"mix": m, "prompt": p, "sample": s, "objective": len(spec.objectives)}
+    sizes = {d: ds.sizes.get(d) for d in want}
+    if sizes != want or not {"score", "text", "done", "weights"} <= set(ds.data_vars):
+        raise ValueError(f"it holds a grid of sizes {sizes}, not {want}")
+    if [str(o) for o in ds["objective"].values] != [o.name for o in spec.objectives]:
+        raise ValueError("its objectives are not the grid's")
+
+
 def load_cached(soup: Soup, spec: GridSpec, cache: Path | str) -> xr.Dataset | None:
     """The finished results of ``spec`` from the cache folder, or None (nothing is generated)."""
-    return RunFiles(cache, cache_key(soup, spec)).finished()
+    return RunFiles(cache, cache_key(soup, spec)).finished(spec)

@@ -295,6 +295,18 @@ def evaluate_grid(
     )
 
 
+def check_scored(ds: xr.Dataset) -> None:
+    """A SoupError when an objective scored none of the grid's responses (NaN for every one): a
+    broken scorer, whose front would be empty and its hypervolume NaN."""
+    scores = ds["score"].values  # (M, P, S, K)
+    for k, name in enumerate(ds["objective"].values):
+        if np.isnan(scores[..., k]).all():
+            raise SoupError(
+                f"objective '{name}' scored none of the {scores[..., k].size} responses (NaN for every "
+                "one): fix the scorer; nothing was cached"
+            )
+
+
 def run_grid(
     executor: ChunkExecutor,
     spec: GridSpec,
@@ -313,7 +325,7 @@ def run_grid(
     fingerprint = executor.fingerprint()
     key = key_of(fingerprint, executor.names, spec)
     files = RunFiles(cache, key) if cache is not None else None
-    if files is not None and (finished := files.finished()) is not None:
+    if files is not None and (finished := files.finished(spec)) is not None:
         if on_chunk is not None:
             n = int(done_mask(finished).size)
             on_chunk(finished, Progress(n, n, 1, 1, time.time() - start, resumed_rows=n))
@@ -342,6 +354,13 @@ def run_grid(
             )
             on_chunk(summarize(ds), progress)
     complete = bool(done_mask(ds).all())
+    if complete:
+        try:
+            check_scored(ds)
+        except SoupError:
+            if files is not None:  # its chunks are worth nothing: no resume from them either
+                files.journal.unlink(missing_ok=True)
+            raise
     ds.attrs["complete"] = int(complete)
     ds = summarize(ds)
     if complete and files is not None:

@@ -184,8 +184,10 @@ ASSUMED_TOKENS_PER_SECOND = {"cpu": 100.0, "cuda": 1000.0}
 
 
 def count_mixes(n: int, resolution: int) -> int:
-    """The simplex lattice's mixes (what ``weight_grid`` makes at least), computed without making them."""
-    return math.comb(resolution + n - 1, n - 1)
+    """The mixes ``weight_grid`` makes without margin or points (the simplex lattice, and the centre
+    where the lattice misses it), computed without making them."""
+    centre = 0 if resolution % n == 0 else 1  # the centre 1/n is a lattice point when n divides K
+    return math.comb(resolution + n - 1, n - 1) + centre
 
 
 @dataclass(frozen=True)
@@ -227,12 +229,19 @@ class Budget:
         )
 
 
-def check_budget(budget: Budget, *, confirmed: bool, limit: int = MAX_ROWS) -> None:
-    """Refuse a grid of more than ``limit`` rows unless ``confirmed`` (``--yes``)."""
+def check_budget(
+    budget: Budget,
+    *,
+    confirmed: bool,
+    limit: int = MAX_ROWS,
+    knobs: str = "--resolution, --prompts-limit or --samples",
+) -> None:
+    """Refuse a grid of more than ``limit`` rows unless ``confirmed`` (``--yes``); ``knobs``: the
+    options that make it smaller (an adaptive grid's --budget, the app's settings)."""
     if budget.rows > limit and not confirmed:
         raise SoupError(
             f"{budget.rows:,} rows is more than {limit:,} (about {_duration(budget.seconds)}): pass --yes "
-            "to run it, or lower --resolution, --prompts-limit or --samples"
+            f"to run it, or lower {knobs}"
         )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
@@ -90,20 +91,31 @@ def fill_rows(
 def save_results(ds: xr.Dataset, path: Path | str) -> Path:
     """Save results as netCDF (atomically)."""
     out = Path(path).expanduser()
-    with atomic_write(out) as tmp:
-        ds.to_netcdf(tmp)
+    try:
+        with atomic_write(out) as tmp:
+            ds.to_netcdf(tmp)
+    except (OSError, RuntimeError) as err:  # netCDF says "HDF error" for a full disk
+        free = shutil.disk_usage(out.parent).free if out.parent.is_dir() else 0
+        raise SoupError(
+            f"cannot write the results to {out} ({' '.join(str(err).split())}; {free / 1e6:.0f} MB free "
+            f"there): {out} was left as it was; free some space or choose another --out"
+        ) from None
     return out
 
 
 def load_results(path: Path | str) -> xr.Dataset:
-    """Load results saved by ``save_results`` or ``explorer grid``."""
+    """Load results saved by ``save_results`` or ``explorer grid``; anything else is one line
+    naming the file (a pipe is never opened: reading it would wait forever)."""
     file = Path(path).expanduser()
-    if not file.is_file():
+    if not file.exists():
         raise SoupError(f"results file {file} does not exist")
+    if not file.is_file():
+        raise SoupError(f"results file {file} is not a regular file: give the .nc that explorer grid wrote")
     try:
         return xr.load_dataset(file)
-    except (OSError, ValueError) as err:
-        raise SoupError(f"{file} is not a results file written by explorer grid: {err}") from err
+    except Exception as err:  # netCDF/HDF5 raise several types for a damaged or foreign file
+        reason = " ".join(str(err).split()[:30])
+        raise SoupError(f"{file} is not a results file written by explorer grid ({reason})") from None
 
 
 # ------------------------------------------------------------------------------------------------

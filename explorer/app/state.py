@@ -285,6 +285,11 @@ class Session(param.Parameterized):
         if wait is not None and self._worker is not None:
             self._worker.join(wait)
 
+    def later(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` soon as one of the session's page events, from any thread, without waiting
+        (outside a served page: at once)."""
+        self._dispatch(fn)
+
     def on_page(self, fn: Callable[[], T], *, timeout: float | None = 600.0) -> T:
         """Run ``fn`` as one of the session's page events and return its result: how a script or
         a test thread changes a served session (Bokeh documents may only change on their own

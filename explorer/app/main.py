@@ -138,9 +138,9 @@ class Explorer(Viewer):
                     location.search = ""  # a reload shows the session from now on, not the link again
                 if opening.shared and self.store is not None:
                     self.store.save()
-                if opening.notes:
-                    s.message = " ".join(opening.notes)
                 s.regenerate()
+                if opening.notes:  # after regenerate, which clears the last message
+                    s.message = " ".join(opening.notes)
 
             pn.state.onload(first_response)
         else:

@@ -118,16 +118,21 @@ class Explorer(Viewer):
         self.export = ExportView(session=s)
         location = pn.state.location if served else None
         self.share = ShareView(session=s, base_url=_page_address(location))
-        self.shortcuts = Shortcuts(
-            browser_id=opening.browser if opening.path is not None else "",
-            actions={
-                "generate": s.regenerate,
-                "pin": s.pin,
-                "undo": self.history.undo,
-                "redo": self.history.redo,
-                "next": lambda: step_grid_point(s, +1),
-                "previous": lambda: step_grid_point(s, -1),
-            },
+        # served pages only: in a notebook the page's keys belong to the notebook
+        self.shortcuts = (
+            Shortcuts(
+                browser_id=opening.browser if opening.path is not None else "",
+                actions={
+                    "generate": s.regenerate,
+                    "pin": s.pin,
+                    "undo": self.history.undo,
+                    "redo": self.history.redo,
+                    "next": lambda: step_grid_point(s, +1),
+                    "previous": lambda: step_grid_point(s, -1),
+                },
+            )
+            if served
+            else None
         )
         s.param.watch(self._notify, "message")
         if served:
@@ -162,12 +167,19 @@ class Explorer(Viewer):
     def sidebar(self) -> list:
         """The sidebar's parts: the mix, its history and share link, export (and the shortcuts,
         which take no room)."""
-        return [self.controls, HistoryControls(history=self.history), self.share, self.export, self.shortcuts]
+        parts = [
+            self.controls,
+            HistoryControls(history=self.history),
+            self.share,
+            self.export,
+            self.shortcuts,
+        ]
+        return [p for p in parts if p is not None]
 
     def main_area(self) -> pn.Column:
         return pn.Column(
             pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
-            pn.pane.HTML(shortcuts_help(), sizing_mode="stretch_width"),
+            pn.pane.HTML(shortcuts_help(), sizing_mode="stretch_width", visible=self.shortcuts is not None),
             pn.Row(
                 pn.Column(self.response, self.frontier, sizing_mode="stretch_width"),
                 pn.Column(self.simplex, self.grid, self.choose, width=320),

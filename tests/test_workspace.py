@@ -217,10 +217,12 @@ def test_a_bad_share_link_opens_the_saved_session_with_a_message(engine, tmp_pat
     me = new_browser_id()
     session_path(tmp_path, me).write_text(dumps({"prompt": "mine"}, names=engine.names))
     opened = open_session(engine, cookie=me, args={"temperature": [b"x"]}, sessions_dir=tmp_path)
-    assert opened.params == {"prompt": "mine"} and not opened.shared
+    assert opened.params == {"prompt": "mine"} and not opened.shared and opened.link
     assert "could not be opened" in opened.notes[0]
     good = open_session(engine, cookie=me, args={"prompt": [b"theirs"]}, sessions_dir=tmp_path)
-    assert good.params == {"prompt": "theirs"} and good.shared and not good.notes
+    assert good.params == {"prompt": "theirs"} and good.shared and good.link and not good.notes
+    plain = open_session(engine, cookie=me, args={"theme": [b"dark"]}, sessions_dir=tmp_path)
+    assert not plain.link and not plain.shared
 
 
 # ----------------------------------------------------------------------------------------------

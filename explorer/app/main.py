@@ -107,7 +107,7 @@ class Explorer(Viewer):
         s = self.session
         self.store = SessionStore(s, opening.path) if opening.path is not None else None
         self.history = MixHistory(session=s)
-        self.controls = MixControls(session=s)
+        self.controls = MixControls(session=s, actions=[HistoryControls(history=self.history)])
         self.response = ResponseView(session=s)
         self.chooser = Chooser(session=s)
         self.choose = ChoosePanel(chooser=self.chooser)
@@ -139,7 +139,7 @@ class Explorer(Viewer):
             pn.state.on_session_destroyed(lambda ctx: self.close())
 
             def first_response() -> None:  # once the page is there to show it
-                if opening.shared and location is not None:
+                if opening.link and location is not None:
                     location.search = ""  # a reload shows the session from now on, not the link again
                 if opening.shared and self.store is not None:
                     self.store.save()
@@ -165,12 +165,9 @@ class Explorer(Viewer):
             pn.state.notifications.error(html.escape(event.new), duration=8000)
 
     def sidebar(self) -> list:
-        """The sidebar's parts: the mix, its history and share link, export (and the shortcuts,
-        which take no room)."""
+        """The sidebar's parts: the mix, export (and the shortcuts, which take no room)."""
         parts = [
             self.controls,
-            HistoryControls(history=self.history),
-            self.share,
             self.export,
             self.shortcuts,
         ]
@@ -181,7 +178,7 @@ class Explorer(Viewer):
             pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
             pn.pane.HTML(shortcuts_help(), sizing_mode="stretch_width", visible=self.shortcuts is not None),
             pn.Row(
-                pn.Column(self.response, self.frontier, sizing_mode="stretch_width"),
+                pn.Column(self.response, self.share, self.frontier, sizing_mode="stretch_width"),
                 pn.Column(self.simplex, self.grid, self.choose, width=320),
                 sizing_mode="stretch_width",
             ),

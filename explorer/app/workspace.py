@@ -9,7 +9,7 @@ from pathlib import Path
 
 from explorer.app.engine import Engine
 from explorer.app.persist import browser_id, read_session, session_path
-from explorer.app.share import ShareLinkError, parse_share
+from explorer.app.share import SHARE_KEYS, ShareLinkError, parse_share
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Opening:
     path: Path | None = None  # the session's file (None: nothing is saved, e.g. no cache folder)
     browser: str = ""  # the browser's id, for its cookie
     shared: bool = False  # a share link set the mix, prompt or decoding
+    link: bool = False  # the address held a share link (opened or not): the page clears it
 
 
 def open_session(
@@ -40,6 +41,7 @@ def open_session(
         opening.params.update(saved)
         if note:
             opening.notes.append(note)
+    opening.link = any(k in SHARE_KEYS for k in args)
     try:
         shared = parse_share(args, names=engine.names)
     except ShareLinkError as err:

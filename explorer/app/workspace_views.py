@@ -22,31 +22,36 @@ class HistoryControls(Viewer):
 
     def __panel__(self):
         h = self.history
-        undo = pn.widgets.Button(name="↶ Undo mix", button_type="light", css_classes=["undo-mix"])
-        redo = pn.widgets.Button(name="↷ Redo mix", button_type="light", css_classes=["redo-mix"])
+        undo = pn.widgets.Button(
+            name="↶", description="Undo mix (Ctrl+Z)", button_type="light", width=40, css_classes=["undo-mix"]
+        )
+        redo = pn.widgets.Button(
+            name="↷", description="Redo mix (Ctrl+Y)", button_type="light", width=40, css_classes=["redo-mix"]
+        )
         undo.on_click(lambda e: h.undo())
         redo.on_click(lambda e: h.redo())
         undo.disabled = h.param.can_undo.rx.not_()
         redo.disabled = h.param.can_redo.rx.not_()
-        return pn.Row(undo, redo)
+        return pn.Row(undo, redo, margin=0)
 
 
 def share_html(produced: dict, base_url: str) -> str:
     """A link to the response shown (its mix, prompt and decoding), relative to the page, and in
-    full when the page's address is known."""
+    full (to copy) when the page's address is known."""
     if not produced:
         return '<div class="share"></div>'
     query = share_query(produced)
-    full = f"{base_url}{query}" if base_url else ""
-    shown = (
-        f'<input class="share-url" readonly value="{html.escape(full)}" style="width:100%" '
-        'onclick="this.select()">'
-        if full
+    full = (
+        f'<input class="share-url" readonly value="{html.escape(base_url + query)}" style="flex:1" '
+        'title="the link in full: select and copy it">'
+        if base_url
         else ""
     )
     return (
-        f'<div class="share"><a class="share-link" href="{html.escape(query)}" target="_blank">'
-        f"Share link to this response</a> (opening it regenerates it){shown}</div>"
+        '<div class="share" style="display:flex;gap:8px;align-items:center"><small>'
+        f'<a class="share-link" href="{html.escape(query)}" target="_blank" '
+        'title="opens a page that regenerates this response: its mix, prompt and decoding">'
+        f"Share link</a> to this response:</small>{full}</div>"
     )
 
 

@@ -62,6 +62,8 @@ def pinned_session(session):
         "top_p": 0.9,
         "seed": 3,
         "reference": 1,
+        "x_objective": "letters",
+        "y_objective": "concise",
         "choice": {"method": "knee", "weights": {names[0]: 0.2, names[1]: 0.3, names[2]: 0.5}},
     }
     for name, value in values.items():  # one at a time: Session's grid watcher takes one event (issue 22, 1)
@@ -77,7 +79,10 @@ def test_a_saved_session_round_trips(pinned_session, engine, tmp_path):
     assert note == ""
     restored = Session(engine, **params)
     try:
-        for name in ("weights", "prompt", "temperature", "top_p", "seed", "reference", "choice", "simplex"):
+        for name in (
+            *("weights", "prompt", "temperature", "top_p", "seed", "reference", "choice", "simplex"),
+            *("x_objective", "y_objective"),
+        ):
             assert getattr(restored, name) == getattr(s, name), name
         assert [p["response"] for p in restored.pinned] == [p["response"] for p in s.pinned]
         assert restored.pinned == snapshot(s)["pinned"]  # mixes, prompts, decoding, scores

@@ -180,13 +180,14 @@ class Session(param.Parameterized):
         params.setdefault("grid_resolution", engine.resolution)
         params.setdefault("grid_prompt_pool", list(engine.prompts or engine.grid_prompts))
         params.setdefault("grid_prompt_count", max(1, len(engine.grid_prompts)))
+        x, y = params.pop("x_objective", None), params.pop("y_objective", None)  # once objects are set
         super().__init__(**params)
         self.engine = engine
         objectives = [o.name for o in engine.objectives]
         self.param.x_objective.objects = objectives
         self.param.y_objective.objects = objectives
-        self.x_objective = objectives[0]
-        self.y_objective = objectives[1] if len(objectives) > 1 else objectives[0]
+        self.x_objective = x if x in objectives else objectives[0]
+        self.y_objective = y if y in objectives else objectives[1] if len(objectives) > 1 else objectives[0]
         self._cancel = threading.Event()
         self._generation = 0  # the id of the newest request; older threads drop their results
         self._dispatch = dispatch or (lambda fn: fn())

@@ -69,6 +69,7 @@ class AppSetup:
     export_dir: Path
     cache_dir: Path | None
     grid_workers: ChunkExecutor | None = None  # Ray workers for the app's grids (None: this process)
+    sessions_dir: Path | None = None  # the browsers' saved sessions (None: not kept)
 
     def grid_spec(self, sampling: SamplingConfig) -> GridSpec:
         """The app's frontier grid under ``sampling``."""
@@ -110,4 +111,5 @@ def prepare_app(options: ModelOptions, app: AppOptions) -> AppSetup:
         export_dir=Path(app.export_dir).expanduser() if app.export_dir else cache_dir() / "exports",
         cache_dir=cache_dir() / "frontiers",
         grid_workers=workers,
+        sessions_dir=cache_dir() / "sessions",
     )

@@ -133,6 +133,7 @@ class Engine(param.Parameterized):
         export_dir: Path,
         cache_dir: Path | None = None,
         grid_workers: ChunkExecutor | None = None,
+        sessions_dir: Path | None = None,
         **params,
     ):
         super().__init__(**params)
@@ -147,6 +148,7 @@ class Engine(param.Parameterized):
         self.export_dir = Path(export_dir)
         self.cache_dir = cache_dir
         self.grid_workers = grid_workers  # Ray workers for the grids (None: this process)
+        self.sessions_dir = sessions_dir  # one saved session per browser (None: sessions are not kept)
         self.scheduler = Scheduler(soup)  # the soup's only user: everything generates through it
         self.grids: dict[str, GridRun] = {}
         self._grids_lock = threading.Lock()
@@ -164,6 +166,7 @@ class Engine(param.Parameterized):
             export_dir=setup.export_dir,
             cache_dir=setup.cache_dir,
             grid_workers=setup.grid_workers,
+            sessions_dir=setup.sessions_dir,
         )
         cached = setup.cached_front()
         if cached is not None:  # a front computed before appears at once

@@ -19,6 +19,9 @@ from explorer.api import api_routes
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
+from explorer.app.history import MixHistory, step_grid_point
+from explorer.app.keys import Shortcuts, shortcuts_help
+from explorer.app.persist import COOKIE, SessionStore
 from explorer.app.picks_state import PickBoard, picks_path
 from explorer.app.picks_views import PicksPanel, recommendation_layer
 from explorer.app.routes import guard_routes
@@ -33,6 +36,8 @@ from explorer.app.views import (
     ResponseView,
     SimplexView,
 )
+from explorer.app.workspace import open_session
+from explorer.app.workspace_views import ComparisonDownloads, HistoryControls, ShareView
 from explorer.config import ModelOptions
 from explorer.hosts import allowed_hosts, refuse_other_hosts
 from explorer.launch import prepare_app
@@ -81,19 +86,36 @@ def _page_dispatch():
     return dispatch
 
 
+def _page_address(location) -> str:
+    """The page's address without its query (for a share link in full), '' when unknown."""
+    href = getattr(location, "href", "") or ""
+    return href.split("#")[0].split("?")[0]
+
+
 class Explorer(Viewer):
     """The whole app for one session. ``Explorer()`` opens the demo; pass an ``Engine`` to share one."""
 
     def __init__(self, engine: Engine | None = None, **session_params):
         super().__init__()
         self.engine = engine or shared_engine()
-        self.session = Session(self.engine, dispatch=_page_dispatch(), **session_params)
+        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+        # a served page opens with its browser's saved session, and a share link's settings over it
+        opening = open_session(
+            self.engine,
+            cookie=pn.state.cookies.get(COOKIE) if served else None,
+            args=pn.state.session_args if served else {},
+            sessions_dir=self.engine.sessions_dir if served else None,
+        )
+        self.session = Session(self.engine, dispatch=_page_dispatch(), **{**session_params, **opening.params})
         s = self.session
-        self.controls = MixControls(session=s)
+        self.store = SessionStore(s, opening.path) if opening.path is not None else None
+        self.history = MixHistory(session=s)
+        self.controls = MixControls(session=s, actions=[HistoryControls(history=self.history)])
         self.response = ResponseView(session=s)
         self.chooser = Chooser(session=s)
         self.choose = ChoosePanel(chooser=self.chooser)
-        self.board = PickBoard(session=s, path=picks_path(s))
+        browser = opening.browser if opening.path is not None else None
+        self.board = PickBoard(session=s, path=picks_path(s, browser))  # picks go with the browser's session
         self.picks = PicksPanel(board=self.board)
         layers = [*frontier_layers(self.chooser), recommendation_layer(self.board)]
         self.frontier = FrontierView(session=s, layers=layers)
@@ -101,16 +123,48 @@ class Explorer(Viewer):
         self.grid = GridControls(session=s)
         self.compare = CompareView(session=s)
         self.export = ExportView(session=s)
+        location = pn.state.location if served else None
+        self.share = ShareView(session=s, base_url=_page_address(location))
+        # served pages only: in a notebook the page's keys belong to the notebook
+        self.shortcuts = (
+            Shortcuts(
+                browser_id=opening.browser if opening.path is not None else "",
+                actions={
+                    "generate": s.regenerate,
+                    "pin": s.pin,
+                    "undo": self.history.undo,
+                    "redo": self.history.redo,
+                    "next": lambda: step_grid_point(s, +1),
+                    "previous": lambda: step_grid_point(s, -1),
+                },
+            )
+            if served
+            else None
+        )
         s.param.watch(self._notify, "message")
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            pn.state.on_session_destroyed(lambda ctx: s.close())
+        if served:
+            pn.state.on_session_destroyed(lambda ctx: self.close())
 
             def first_response() -> None:  # once the page is there to show it
+                if opening.link and location is not None:
+                    location.search = ""  # a reload shows the session from now on, not the link again
+                if opening.shared and self.store is not None:
+                    self.store.save()
                 s.regenerate()
+                if opening.notes:  # after regenerate, which clears the last message
+                    s.message = " ".join(opening.notes)
 
             pn.state.onload(first_response)
         else:
             s.regenerate()
+
+    def close(self) -> None:
+        """The page is gone: save its session one last time, stop its work."""
+        if self.store is not None:
+            self.store.close()
+        self.history.close()
+        self.board.close()
+        self.session.close()
 
     def _notify(self, event) -> None:
         """The session's message as an error toast; escaped: the toast renders HTML, and messages
@@ -118,29 +172,38 @@ class Explorer(Viewer):
         if event.new and pn.state.notifications is not None:
             pn.state.notifications.error(html.escape(event.new), duration=8000)
 
+    def sidebar(self) -> list:
+        """The sidebar's parts: the mix, export (and the shortcuts, which take no room)."""
+        parts = [
+            self.controls,
+            self.export,
+            self.shortcuts,
+        ]
+        return [p for p in parts if p is not None]
+
     def main_area(self) -> pn.Column:
         return pn.Column(
             pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
+            pn.pane.HTML(shortcuts_help(), sizing_mode="stretch_width", visible=self.shortcuts is not None),
             pn.Row(
-                pn.Column(self.response, self.frontier, sizing_mode="stretch_width"),
+                pn.Column(self.response, self.share, self.frontier, sizing_mode="stretch_width"),
                 pn.Column(self.simplex, self.grid, self.choose, width=320),
                 sizing_mode="stretch_width",
             ),
             self.compare,
+            ComparisonDownloads(session=self.session),
             self.picks,
             sizing_mode="stretch_width",
         )
 
     def __panel__(self):
-        return pn.Row(
-            pn.Column(self.controls, self.export, width=320), self.main_area(), sizing_mode="stretch_width"
-        )
+        return pn.Row(pn.Column(*self.sidebar(), width=320), self.main_area(), sizing_mode="stretch_width")
 
     def template(self) -> pn.template.FastListTemplate:
         """The page served by ``explorer serve``."""
         return pn.template.FastListTemplate(
             title="Pareto Soup Explorer",
-            sidebar=[self.controls, self.export],
+            sidebar=self.sidebar(),
             main=[self.main_area()],
             sidebar_width=340,
             accent="#1f77b4",

@@ -26,16 +26,18 @@ from explorer.frontier.results import is_summarized
 from explorer.picks import Pick, append_pick, load_picks, save_picks
 
 
-def picks_path(session: Session) -> Path | None:
-    """Where a session's picks are kept: one file per base model and adapter set under the app's
-    cache (picks judge this model's mixes, so they carry over between sessions on it); None when
-    the app has no cache (tests, ``--no-cache``): picks then live in the page only."""
+def picks_path(session: Session, browser: str | None = None) -> Path | None:
+    """Where a session's picks are kept: under the app's cache, in a folder per base model and
+    adapter set (picks judge this model's mixes), one file per browser (``browser``: its saved
+    session's id; None: one file for the model); None when the app has no cache (tests,
+    ``--no-cache``): picks then live in the page only."""
     cache = session.engine.cache_dir
     if cache is None:
         return None
     fingerprint = json.dumps(soup_fingerprint(session.engine.soup), sort_keys=True, default=str)
-    name = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
-    return Path(cache).parent / "picks" / f"{name}.jsonl"
+    model = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    folder = Path(cache).parent / "picks"
+    return folder / model / f"{browser}.jsonl" if browser else folder / f"{model}.jsonl"
 
 
 class PickBoard(param.Parameterized):

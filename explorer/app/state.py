@@ -180,13 +180,14 @@ class Session(param.Parameterized):
         params.setdefault("grid_resolution", engine.resolution)
         params.setdefault("grid_prompt_pool", list(engine.prompts or engine.grid_prompts))
         params.setdefault("grid_prompt_count", max(1, len(engine.grid_prompts)))
+        x, y = params.pop("x_objective", None), params.pop("y_objective", None)  # once objects are set
         super().__init__(**params)
         self.engine = engine
         objectives = [o.name for o in engine.objectives]
         self.param.x_objective.objects = objectives
         self.param.y_objective.objects = objectives
-        self.x_objective = objectives[0]
-        self.y_objective = objectives[1] if len(objectives) > 1 else objectives[0]
+        self.x_objective = x if x in objectives else objectives[0]
+        self.y_objective = y if y in objectives else objectives[1] if len(objectives) > 1 else objectives[0]
         self._cancel = threading.Event()
         self._generation = 0  # the id of the newest request; older threads drop their results
         self._dispatch = dispatch or (lambda fn: fn())
@@ -284,6 +285,11 @@ class Session(param.Parameterized):
         self.engine.leave(self)
         if wait is not None and self._worker is not None:
             self._worker.join(wait)
+
+    def later(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` soon as one of the session's page events, from any thread, without waiting
+        (outside a served page: at once)."""
+        self._dispatch(fn)
 
     def on_page(self, fn: Callable[[], T], *, timeout: float | None = 600.0) -> T:
         """Run ``fn`` as one of the session's page events and return its result: how a script or

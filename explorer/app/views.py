@@ -93,6 +93,7 @@ class MixControls(Viewer):
     """One slider per adapter, the simplex/free switch, the prompt and the decoding settings."""
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
+    actions = param.List(default=[], doc="more buttons beside Generate and Pin (undo and redo of the mix)")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -133,7 +134,7 @@ class MixControls(Viewer):
             pn.widgets.Checkbox.from_param(s.param.simplex, name="Keep on the simplex (sum 1)"),
             *self.sliders.values(),
             pn.pane.HTML(slider_help(list(s.weights)), css_classes=["slider-help"]),
-            pn.Row(self.generate, self.pin),
+            pn.Row(self.generate, self.pin, *self.actions),
             pn.pane.Markdown("### Prompt"),
             presets,
             self.prompt,

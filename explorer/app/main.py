@@ -170,7 +170,9 @@ class Explorer(Viewer):
         """The session's message as an error toast; escaped: the toast renders HTML, and messages
         quote names from files (an adapter named ``<img onerror=...>`` must stay text)."""
         if event.new and pn.state.notifications is not None:
-            pn.state.notifications.error(html.escape(event.new), duration=8000)
+            pn.state.notifications.error(
+                html.escape(event.new, quote=False), duration=8000
+            )  # text, not an attribute: quotes stay quotes
 
     def sidebar(self) -> list:
         """The sidebar's parts: the mix, export (and the shortcuts, which take no room)."""

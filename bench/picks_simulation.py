@@ -18,7 +18,7 @@ three objectives) and two synthetic fronts of known shape: ``sphere`` (three obj
 convex quarter sphere, 66 Pareto-optimal mixes and 30 dominated ones) and ``plane`` (four
 objectives, the flat simplex front f = w, 84 mixes, with 30 dominated ones).
 
-python bench/picks_simulation.py                 # 20 researchers per front and utility (~15 min, 2 cores)
+python bench/picks_simulation.py                 # 20 researchers per front and utility (about 50 min on 2 busy cores)
 python bench/picks_simulation.py --draws 3       # a quick look
 """
 

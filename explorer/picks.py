@@ -64,6 +64,8 @@ class Pick:
             )
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise SoupError(f"seed must be a whole number, got {self.seed!r}")
+        if self.time is not None and (isinstance(self.time, bool) or not isinstance(self.time, int | float)):
+            raise SoupError(f"time must be seconds since the epoch (a number), got {self.time!r}")
 
     @property
     def score(self) -> float:

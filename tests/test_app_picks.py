@@ -104,3 +104,55 @@ def test_the_picks_file_lines_are_the_documented_format(board, session, tmp_path
     board.judge("tie")
     line = json.loads((tmp_path / "picks.jsonl").read_text().splitlines()[0])
     assert {"a", "b", "winner", "prompt", "decoding", "time"} <= set(line) and line["winner"] == "tie"
+
+
+def test_a_and_b_follow_their_pins_when_one_is_unpinned(board, session):
+    board.compare_next()
+    wait_pins(session)
+    first, second = (dict(p["weights"]) for p in session.pinned)
+    session.load_mix(3)
+    session.regenerate(wait=True)
+    session.pin()  # a third column: (first, second, third)
+    board.param.update(a=1, b=2)
+    third = dict(session.pinned[2]["weights"])
+    session.unpin(0)
+    assert (board.a, board.b) == (0, 1)  # the same two pins, one column to the left
+    board.judge("a")
+    assert board.picks[-1].a == second and board.picks[-1].b == third
+    session.unpin(0)  # A's pin is gone: nothing is judged until A is chosen again
+    assert (board.a, board.b) == (-1, 0)
+    session.load_mix(0)
+    session.regenerate(wait=True)
+    session.pin()  # two pins again, A still unset
+    assert "two different" in board.can_judge()
+    assert first != second
+
+
+def test_remove_keeps_picks_another_tab_added(board, session, tmp_path):
+    board.compare_next()
+    wait_pins(session)
+    board.judge("a")
+    other = PickBoard(session=session, path=tmp_path / "picks.jsonl")  # a second tab of the browser
+    other.judge("b")
+    board.judge("tie")  # this tab now sees the other tab's pick too
+    assert [p.winner for p in board.picks] == ["a", "b", "tie"]
+    board.remove(0)
+    assert [p.winner for p in load_picks(tmp_path / "picks.jsonl")] == ["b", "tie"]
+    other.close()
+
+
+def test_the_choose_bounds_apply_to_the_recommendation(session, tmp_path):
+    from explorer.app.choose_state import Chooser
+
+    session.results = synthetic_front()
+    chooser = Chooser(session=session)
+    board = PickBoard(session=session, chooser=chooser, path=None)
+    board.compare_next()
+    wait_pins(session)
+    board.judge("b")  # mixes 0 vs 4: 4 (most letters) wins; letters are worth more than words
+    unbounded = board.learned.choice
+    assert unbounded.scores["concise"] > 35
+    chooser.set_limit("concise", 35)  # at most 35 words
+    assert board.learned.choice.index != unbounded.index and board.learned.choice.scores["concise"] <= 35
+    board.close()
+    chooser.close()

@@ -3,6 +3,7 @@ on fronts built by hand, and ``explorer pick --picks``."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -135,11 +136,49 @@ def test_a_mix_off_the_grid_is_matched_to_the_nearest_and_said(measured):
     assert "positive=0.5, concise=0.5" in learned.notes[0]
 
 
-def test_a_pick_from_another_frontier_is_refused(measured):
-    with pytest.raises(SoupError, match=r"pick 1: mix b names \['helpful'\].*another frontier"):
-        learn(measured, [Pick(a=mix(0), b={"helpful": 1.0}, winner="a")])
-    with pytest.raises(SoupError, match="pick 1: mix a is a mod mix.*--method mod"):
-        learn(measured, [Pick(a=mix(0), b=mix(1), winner="a", a_method="mod")])
+def test_picks_that_match_no_measured_mix_are_left_out_and_said(measured):
+    good = Pick(a=mix(0), b=mix(27), winner="a")
+    picks = [
+        Pick(a=mix(0), b={"helpful": 1.0}, winner="a"),  # another frontier's adapter
+        Pick(a=mix(0), b={**mix(1), "helpful": 0.0}, winner="a"),  # a zero weight is no adapter: kept
+        Pick(a=mix(0), b=mix(1), winner="a", a_method="mod"),  # a method the grid lacks
+        Pick(a=mix(0), b={"positive": 5.0}, winner="a"),  # far from every grid mix
+        Pick(a=mix(3), b=mix(3), winner="tie"),  # one grid mix twice
+        good,
+    ]
+    learned = learn(measured, picks)
+    assert learned.picks == 2 and learned.given == 6
+    notes = "\n".join(learned.notes)
+    assert "pick 1 left out: mix b names ['helpful'], not among this frontier's adapters" in notes
+    assert "pick 3 left out: mix a is a mod mix and this frontier has none" in notes
+    assert "pick 4 left out: mix b (positive=5) is far from every grid mix" in notes
+    assert "pick 5 left out: both mixes are grid mix 3" in notes
+    assert "pick 2" not in notes and "pick 6" not in notes
+
+
+def test_a_grid_mix_not_measured_yet_is_not_swapped_for_a_neighbour(measured):
+    mean = MEAN.copy()
+    mean[5, 1] = np.nan  # a grid still running
+    partial = Measured(
+        weights=W, mean=mean, objectives=OBJECTIVES, directions=(MAX, MIN, MAX), adapters=ADAPTERS
+    )
+    learned = learn(partial, [Pick(a=mix(0), b=mix(5), winner="a"), Pick(a=mix(0), b=mix(6), winner="b")])
+    assert learned.picks == 1 and learned.notes == (
+        "pick 1 left out: grid mix 5 (positive=0, concise=0.833, readable=0.167) is not measured yet",
+    )
+
+
+def test_bounds_that_leave_one_mix_recommend_it_without_a_pair(measured):
+    top = float(MEAN[:, 0].max())
+    learned = learn(measured, consistent_picks(lambda r: MEAN[r, 2], 4), where=[f"positive>={top}"])
+    assert learned.choice is not None and learned.choice.scores["positive"] == top
+    assert learned.next_pair is None and learned.next_rows is None and learned.to_dict()["next_pair"] is None
+
+
+def test_a_huge_evidence_gap_is_said_without_overflow(measured):
+    learned = learn(measured, consistent_picks(lambda r: MEAN[r, 0], 3))
+    gap = dataclasses.replace(learned, evidence={learned.utility: 0.0, "other": -2000.0})
+    assert "more than 10^868 times more than other" in gap.utility_text  # exp(2000) overflows a float
 
 
 # ------------------------------------------------------------------------------------------------

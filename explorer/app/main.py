@@ -115,7 +115,9 @@ class Explorer(Viewer):
         self.chooser = Chooser(session=s)
         self.choose = ChoosePanel(chooser=self.chooser)
         browser = opening.browser if opening.path is not None else None
-        self.board = PickBoard(session=s, path=picks_path(s, browser))  # picks go with the browser's session
+        self.board = PickBoard(
+            session=s, chooser=self.chooser, path=picks_path(s, browser)
+        )  # picks go with the browser's session
         self.picks = PicksPanel(board=self.board)
         layers = [*frontier_layers(self.chooser), recommendation_layer(self.board)]
         self.frontier = FrontierView(session=s, layers=layers)

@@ -6,7 +6,7 @@ the trade-off behind the picks is refitted over the session's frontier
 (``explorer.frontier.preference.learn``): lambda with its intervals, the recommended mix (ringed on
 the plot, "Load" puts it on the sliders) and the pair to compare next ("compare these next" pins
 both and generates their responses to the current prompt). Everything here runs on the session's
-page thread (a fit over a few hundred mixes takes a fraction of a second); the views only render it.
+page thread (a fit takes about 0.1 s over a hundred mixes and 1-2 s over a thousand on 2 CPU cores); the views only render it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import param
 
+from explorer.app.choose_state import Chooser
 from explorer.app.state import MAX_PINS, Session, pin_key, produced_by
 from explorer.errors import SoupError
 from explorer.frontier.cache import soup_fingerprint
@@ -45,6 +46,9 @@ class PickBoard(param.Parameterized):
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
     path = param.ClassSelector(class_=Path, default=None, allow_None=True, doc="the picks file (None: none)")
+    chooser = param.ClassSelector(
+        class_=Chooser, default=None, allow_None=True, doc="the Choose panel: its bounds apply here too"
+    )
 
     a = param.Integer(default=0, doc="the pinned column judged as A")
     b = param.Integer(default=1, doc="the pinned column judged as B")
@@ -69,8 +73,33 @@ class PickBoard(param.Parameterized):
                 self.session.message = f"{err} (the file is left as it is; picks of this page are not saved)"
                 self.path = None
         self.picks = loaded
-        self._watchers = [self.session.param.watch(lambda e: self.update(), ["results"])]
+        # after the Chooser's own watcher (made first): its bounds are those of the new frontier
+        self._watchers = [
+            (self.session, self.session.param.watch(lambda e: self.update(), ["results"])),
+            (self.session, self.session.param.watch(self._pins_moved, ["pinned"])),
+        ]
+        if self.chooser is not None:
+            self._watchers.append(
+                (self.chooser, self.chooser.param.watch(lambda e: self.update(), ["limits", "bound"]))
+            )
         self.update()
+
+    def _pins_moved(self, event) -> None:
+        """A and B follow their pins when a pin is removed (the columns after it move left); a
+        column that is gone is no longer A or B."""
+        old, new = event.old or [], event.new or []
+        keys = [pin_key(p) for p in new]
+
+        def follow(index: int) -> int:
+            if not 0 <= index < len(old):
+                return -1
+            key = pin_key(old[index])
+            if key in keys:
+                return keys.index(key)
+            # the same columns regenerated for another prompt or decoding keep their places
+            return index if len(new) == len(old) else -1
+
+        self.param.update(a=follow(self.a), b=follow(self.b))
 
     # ------------------------------------------------------------------------------------------
     # judging
@@ -115,18 +144,29 @@ class PickBoard(param.Parameterized):
                 append_pick(self.path, pick)
             except OSError as err:
                 self.session.message = f"could not save the pick to {self.path.name}: {err.strerror or err}"
-        self._set_picks([*self.picks, pick])
+        picks = [*self.picks, pick]
+        if self.path is not None:
+            try:
+                picks = load_picks(self.path)  # with those another tab of this browser added
+            except SoupError:
+                pass
+        self._set_picks(picks)
 
     def remove(self, index: int) -> None:
         """Forget the ``index``-th pick (0-based)."""
         if not 0 <= index < len(self.picks):
             return
+        gone = self.picks[index]
         picks = [p for i, p in enumerate(self.picks) if i != index]
         if self.path is not None:
-            try:
-                save_picks(self.path, picks)
-            except OSError as err:
-                self.session.message = f"could not save the picks to {self.path.name}: {err.strerror or err}"
+            try:  # the file as it is now (another tab may have added picks), less this one
+                on_file = load_picks(self.path)
+                if gone in on_file:
+                    on_file.remove(gone)
+                save_picks(self.path, on_file)
+                picks = on_file
+            except (OSError, SoupError) as err:
+                self.session.message = f"could not save the picks to {self.path.name}: {err}"
                 return
         self._set_picks(picks)
 
@@ -144,12 +184,18 @@ class PickBoard(param.Parameterized):
         if ds is None or not is_summarized(ds):
             self.param.update(picks=picks, learned=None, problem="compute the frontier to learn from picks")
             return
+        where, bound = (self.chooser.constraints(), self.chooser.bound) if self.chooser else ([], "mean")
         try:
-            learned = learn(ds, picks, utility=self.utility)
+            learned = learn(ds, picks, utility=self.utility, where=[str(c) for c in where], bound=bound)
         except SoupError as err:
             self.param.update(picks=picks, learned=None, problem=str(err))
             return
-        problem = "" if learned.choice is not None else "no picks yet: judge two pinned responses"
+        if learned.choice is not None:
+            problem = ""
+        elif picks:
+            problem = f"none of your {len(picks)} pick(s) compares two measured mixes of this frontier (see the notes)"
+        else:
+            problem = "no picks yet: judge two pinned responses"
         self.param.update(picks=picks, learned=learned, problem=problem)
 
     def load(self) -> None:
@@ -164,8 +210,8 @@ class PickBoard(param.Parameterized):
     def compare_next(self) -> None:
         """Pin the two mixes of the suggested pair (those not pinned yet) and generate their
         responses to the current prompt; A and B point at them."""
-        if self.learned is None:
-            self.session.message = self.problem or "compute the frontier first"
+        if self.learned is None or self.learned.next_pair is None or self.learned.next_rows is None:
+            self.session.message = self.problem or "no pair to compare: fewer than two mixes meet the bounds"
             return
         s = self.session
         try:
@@ -211,6 +257,6 @@ class PickBoard(param.Parameterized):
         s.refresh_pins()
 
     def close(self) -> None:
-        for watcher in self._watchers:
-            self.session.param.unwatch(watcher)
+        for owner, watcher in self._watchers:
+            owner.param.unwatch(watcher)
         self._watchers = []

@@ -33,8 +33,8 @@ class PicksPanel(Viewer):
         self._syncing = False  # the widgets are being set from the board: not a choice of the user
         self.column_a.param.watch(partial(self._chose, "a"), "value")
         self.column_b.param.watch(partial(self._chose, "b"), "value")
-        s.param.watch(lambda e: self._columns(), "pinned")
-        b.param.watch(lambda e: self._columns(), ["a", "b"])
+        s.param.watch(lambda *events: self._columns(), "pinned")
+        b.param.watch(lambda *events: self._columns(), ["a", "b"])
         self._columns()
         self.buttons = []
         for label, winner in (("A better", "a"), ("B better", "b"), ("About the same", "tie")):
@@ -95,11 +95,14 @@ class PicksPanel(Viewer):
             )
         else:
             parts.append(f"<div>{html.escape(problem)}</div>")
-        a, c = (mix_label(m, digits=2) for m in learned.next_pair)
-        parts.append(
-            f'<div class="next-pair">compare next: <b>{html.escape(a)}</b> vs <b>{html.escape(c)}</b></div>'
-        )
-        parts.extend(f"<small>{html.escape(n)}</small>" for n in learned.notes)
+        if learned.next_pair is not None:
+            a, c = (mix_label(m, digits=2) for m in learned.next_pair)
+            parts.append(
+                f'<div class="next-pair">compare next: <b>{html.escape(a)}</b> vs <b>{html.escape(c)}</b></div>'
+            )
+        parts.extend(f"<small>{html.escape(n)}</small><br>" for n in learned.notes[:3])
+        if len(learned.notes) > 3:
+            parts.append(f"<small>and {len(learned.notes) - 3} more note(s) on picks</small>")
         return pn.pane.HTML(f'<div class="learned">{"".join(parts)}</div>', sizing_mode="stretch_width")
 
     def _list(self, picks):

@@ -168,9 +168,13 @@ def _learned(args: argparse.Namespace, measured: Measured, picks: list, out: Pat
         print(f"note: {note}")
     print(describe_learned(learned, measured))
     if learned.choice is None:
+        if learned.given:
+            why = f"none of the {learned.given} pick(s) in {args.picks} compares two measured mixes of this frontier (see the notes above)"
+        else:
+            why = f"no picks in {args.picks} yet"
         print(
-            f"\nno picks in {args.picks} yet: no mix to recommend (and nothing written). Compare the pair "
-            "above side by side (the app's compare panel, or by hand) and add a line per pick: "
+            f"\n{why}: no mix to recommend (and nothing written). Compare the pair above side by "
+            "side (the app's compare panel, or by hand) and add a line per pick: "
             '{"a": {...}, "b": {...}, "winner": "a"|"b"|"tie", "prompt": "..."}',
             file=sys.stderr,
         )
@@ -183,7 +187,12 @@ def _learned(args: argparse.Namespace, measured: Measured, picks: list, out: Pat
 
 def describe_learned(learned: Learned, measured: Measured) -> str:
     """The learned trade-off for people: lambda with intervals, the recommendation, the next pair."""
-    lines = [f"learned from {learned.picks} pick(s), {learned.utility_text}"]
+    used = (
+        f"{learned.picks} pick(s)"
+        if learned.picks == learned.given
+        else f"{learned.picks} of {learned.given} picks"
+    )
+    lines = [f"learned from {used}, {learned.utility_text}"]
     width = max(len(o) for o in learned.lam)
     lines.append("trade-off lambda (posterior mean, 95% interval; sums to 1):")
     for o, x in learned.lam.items():
@@ -192,8 +201,11 @@ def describe_learned(learned: Learned, measured: Measured) -> str:
     if learned.choice is not None:
         lines.append(f"recommended (probability it is the best: {learned.p_best:.2f}):")
         lines.append(describe(learned.choice, measured))
-    a, b = (mix_label(w) for w in learned.next_pair)
-    lines.append(f"compare next: mix {learned.next_rows[0]} ({a})  vs  mix {learned.next_rows[1]} ({b})")
+    if learned.next_pair is not None and learned.next_rows is not None:
+        a, b = (mix_label(w) for w in learned.next_pair)
+        lines.append(f"compare next: mix {learned.next_rows[0]} ({a})  vs  mix {learned.next_rows[1]} ({b})")
+    else:
+        lines.append("compare next: no pair (fewer than two mixes meet the bounds)")
     return "\n".join(lines)
 
 

@@ -94,7 +94,11 @@ def utilities(g: np.ndarray, lam: np.ndarray, utility: str) -> np.ndarray:
     if utility == "linear":
         return lam @ g.T
     u = 1.0 - g  # (M, K) shortfall from the ideal
-    return -((lam[:, None, :] * u[None, :, :]).max(axis=2) + RHO * u.sum(axis=1)[None, :])
+    out = np.empty((len(lam), len(g)))
+    step = max(1, 2_000_000 // max(1, u.size))  # samples per block: the (block, M, K) array stays small
+    for i in range(0, len(lam), step):
+        out[i : i + step] = (lam[i : i + step, None, :] * u[None, :, :]).max(axis=2)
+    return -(out + RHO * u.sum(axis=1)[None, :])
 
 
 def check_utility(utility: str, *, auto: bool = True) -> str:
@@ -118,41 +122,63 @@ class Comparison:
 
 
 def match_picks(measured: Measured, picks: Sequence[Pick]) -> tuple[list[Comparison], list[str]]:
-    """Each pick's two mixes as the nearest fully measured grid mixes of the same method.
+    """Each pick's two mixes as grid mixes of the same method: the same mix, or the nearest one
+    within half the grid's spacing (said in a note).
 
-    Returns the comparisons and notes for people (a mix not on the grid: which grid mix stands
-    for it). Raises a ``SoupError`` naming the pick (1-based) for a mix with an adapter the grid
-    lacks or a method it does not hold. Adapters a pick leaves out weigh 0.
+    Returns the comparisons and notes for people. A pick is left out, with a note naming it
+    (1-based), when a mix names an adapter the grid lacks (with a weight other than 0), is of a
+    method the grid does not hold, lies far from every grid mix, is not fully measured yet, or
+    when both mixes are the same grid mix. Adapters a pick leaves out weigh 0.
     """
     comparisons, notes = [], []
     valid = measured.valid
+    methods = np.array(measured.mixing)
+    reach = {m: _reach(measured.weights[methods == m]) for m in set(measured.mixing)}
     for number, pick in enumerate(picks, start=1):
-        rows = []
+        rows, why = [], ""
         for side, mix, method in (("a", pick.a, pick.a_method), ("b", pick.b, pick.b_method)):
-            unknown = sorted(set(mix) - set(measured.adapters))
+            unknown = sorted(n for n, w in mix.items() if n not in measured.adapters and w != 0)
             if unknown:
-                raise SoupError(
-                    f"pick {number}: mix {side} names {unknown}, but the frontier's adapters are "
-                    f"{', '.join(measured.adapters)}: were the picks made on another frontier?"
-                )
-            same = valid & np.array([m == method for m in measured.mixing])
-            if not same.any():
-                raise SoupError(
-                    f"pick {number}: mix {side} is a {method} mix, but the frontier has no measured "
-                    f"{method} mix: compute the grid with --method {method}"
-                )
+                why = f"mix {side} names {unknown}, not among this frontier's adapters ({', '.join(measured.adapters)})"
+                break
+            if method not in reach:
+                why = f"mix {side} is a {method} mix and this frontier has none"
+                break
             w = np.array([float(mix.get(a, 0.0)) for a in measured.adapters])
-            distance = np.where(same, np.linalg.norm(measured.weights - w, axis=1), np.inf)
+            distance = np.where(methods == method, np.linalg.norm(measured.weights - w, axis=1), np.inf)
             row = int(np.argmin(distance))
+            grid = _label(dict(zip(measured.adapters, measured.weights[row], strict=True)))
+            if distance[row] > reach[method]:
+                why = f"mix {side} ({_label(mix)}) is far from every grid mix (nearest: {grid})"
+                break
+            if not valid[row]:
+                why = f"grid mix {row} ({grid}) is not measured yet"
+                break
             if distance[row] > MATCH_TOLERANCE:
                 notes.append(
                     f"pick {number}: mix {side} ({_label(mix)}) is not on the grid: matched to the "
-                    f"nearest grid mix {row} ({_label(dict(zip(measured.adapters, measured.weights[row], strict=True)))}, "
-                    f"distance {distance[row]:.3g})"
+                    f"nearest grid mix {row} ({grid}, distance {distance[row]:.3g})"
                 )
             rows.append(row)
+        if not why and rows[0] == rows[1]:
+            why = f"both mixes are grid mix {rows[0]}"
+        if why:
+            notes.append(f"pick {number} left out: {why}")
+            continue
         comparisons.append(Comparison(rows[0], rows[1], pick.score))
     return comparisons, notes
+
+
+def _reach(weights: np.ndarray) -> float:
+    """How far (L2) a pick's mix may lie from a grid mix to stand for it: half the median distance
+    between neighbouring grid mixes (any distance for a grid of one mix)."""
+    if len(weights) < 2:
+        return np.inf
+    d = np.linalg.norm(weights[:, None, :] - weights[None, :, :], axis=2)
+    d[d <= MATCH_TOLERANCE] = np.inf
+    nearest = d.min(axis=1)
+    nearest = nearest[np.isfinite(nearest)]
+    return float(np.median(nearest)) / 2 if len(nearest) else np.inf
 
 
 def _label(mix: Mapping[str, float]) -> str:
@@ -290,21 +316,25 @@ def _matched_dirichlet(lam: np.ndarray, w: np.ndarray) -> np.ndarray:
 # decisions
 
 
+def decide(norm: Normalised, post: Posterior) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates' utilities under every posterior sample, computed once: ``U`` (S, C) over
+    ``norm.rows``; each mix's expected utility and probability of being the best, (M,) with NaN
+    for mixes that are not candidates."""
+    u = utilities(norm.g[norm.rows], post.lam, post.utility)  # (S, C)
+    eu, p_best = np.full(len(norm.g), np.nan), np.full(len(norm.g), np.nan)
+    eu[norm.rows] = post.w @ u
+    p_best[norm.rows] = np.bincount(np.argmax(u, axis=1), weights=post.w, minlength=len(norm.rows))
+    return u, eu, p_best
+
+
 def expected_utility(norm: Normalised, post: Posterior) -> np.ndarray:
     """(M,) each candidate mix's posterior expected utility; NaN for the others."""
-    out = np.full(len(norm.g), np.nan)
-    out[norm.rows] = post.w @ utilities(norm.g[norm.rows], post.lam, post.utility)
-    return out
+    return decide(norm, post)[1]
 
 
 def probability_best(norm: Normalised, post: Posterior) -> np.ndarray:
     """(M,) each candidate's posterior probability of having the highest utility; NaN for others."""
-    u = utilities(norm.g[norm.rows], post.lam, post.utility)  # (S, C)
-    best = np.argmax(u, axis=1)
-    p = np.bincount(best, weights=post.w, minlength=len(norm.rows))
-    out = np.full(len(norm.g), np.nan)
-    out[norm.rows] = p
-    return out
+    return decide(norm, post)[2]
 
 
 def information_gain(norm: Normalised, post: Posterior, a: int, b: int) -> float:
@@ -320,18 +350,24 @@ def _entropy(p):
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
-def next_pair(norm: Normalised, post: Posterior, *, candidates: int = CANDIDATES) -> tuple[int, int, float]:
+def next_pair(
+    norm: Normalised,
+    post: Posterior,
+    *,
+    candidates: int = CANDIDATES,
+    decided: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[int, int, float] | None:
     """The two mixes whose comparison is expected to teach most: the largest information gain
     among pairs of the leading Pareto-optimal candidates (by probability of being the best, then
-    by expected utility). Returns (a, b, expected information in nats)."""
+    by expected utility). Returns (a, b, expected information in nats), or None when fewer than
+    two mixes are candidates. ``decided``: ``decide(norm, post)``, when already computed."""
+    u_all, eu, p_best = decided if decided is not None else decide(norm, post)
     front = norm.rows[norm.front] if norm.front.sum() >= 2 else norm.rows
     if len(front) < 2:
-        raise SoupError("only one mix to choose from: there is no pair to compare")
-    p_best, eu = probability_best(norm, post)[front], expected_utility(norm, post)[front]
-    lead = list(front[np.lexsort((-eu, -p_best))][:candidates])
-    by_utility = [r for r in front[np.argsort(-eu)] if r not in lead]
-    lead += by_utility[: max(0, candidates - len(lead))]
-    u = utilities(norm.g[lead], post.lam, post.utility)  # (S, L)
+        return None
+    lead = front[np.lexsort((-eu[front], -p_best[front]))][:candidates]
+    column = {int(r): i for i, r in enumerate(norm.rows)}
+    u = u_all[:, [column[int(r)] for r in lead]]  # (S, L)
     best = (-1.0, 0, 1)
     for i in range(len(lead)):
         p = expit(post.beta[:, None] * (u[:, [i]] - u[:, i + 1 :]))  # (S, L - i - 1)
@@ -356,11 +392,12 @@ class Learned:
     lam: dict[str, float]  # objective -> posterior mean
     lam_ci: dict[str, tuple[float, float]]  # objective -> 95% interval
     p_best: float  # the recommendation's probability of being the best mix (NaN without picks)
-    next_pair: tuple[dict[str, float], dict[str, float]]
-    next_rows: tuple[int, int]
+    next_pair: tuple[dict[str, float], dict[str, float]] | None  # None: fewer than two candidates
+    next_rows: tuple[int, int] | None
     next_gain: float  # nats
-    picks: int
-    notes: tuple[str, ...]  # picks matched to a nearby grid mix
+    picks: int  # the picks learned from
+    given: int  # the picks given (those left out are in the notes)
+    notes: tuple[str, ...]  # picks matched to a nearby grid mix, or left out
 
     def to_dict(self) -> dict:
         """The choice file: the other rules' keys plus ``lambda``, ``lambda_ci`` and ``next_pair``."""
@@ -371,7 +408,7 @@ class Learned:
             "p_best": None if math.isnan(self.p_best) else self.p_best,
             "lambda": dict(self.lam),
             "lambda_ci": {k: [lo, hi] for k, (lo, hi) in self.lam_ci.items()},
-            "next_pair": [dict(self.next_pair[0]), dict(self.next_pair[1])],
+            "next_pair": [dict(m) for m in self.next_pair] if self.next_pair is not None else None,
         }
 
     @property
@@ -379,10 +416,15 @@ class Learned:
         if len(self.evidence) < 2:
             return f"{self.utility} utility"
         other = next(u for u in self.evidence if u != self.utility)
-        factor = math.exp(self.evidence[self.utility] - self.evidence[other])
         if self.picks == 0:
             return f"{self.utility} utility (no picks yet to prefer either)"
-        return f"{self.utility} utility (the picks support it {factor:.2g}x more than {other})"
+        gap = (self.evidence[self.utility] - self.evidence[other]) / math.log(10)
+        factor = f"{10**gap:.2g}x" if gap < 6 else f"more than 10^{int(gap)} times"
+        return f"{self.utility} utility (the picks support it {factor} more than {other})"
+
+
+def _mix(m: Measured, row: int) -> dict[str, float]:
+    return dict(zip(m.adapters, map(float, m.weights[row]), strict=True))
 
 
 def learn(
@@ -408,8 +450,8 @@ def learn(
     chosen = max(names, key=lambda u: (posts[u].log_evidence, u == "linear"))
     post = posts[chosen]
     m = norm.measured
-    a, b, gain = next_pair(norm, post)
-    mix = {r: dict(zip(m.adapters, map(float, m.weights[r]), strict=True)) for r in (a, b)}
+    decided = decide(norm, post)
+    pair = next_pair(norm, post, decided=decided)
     lam_ci = post.interval()
     learned = Learned(
         choice=None,
@@ -418,15 +460,16 @@ def learn(
         lam={o: float(x) for o, x in zip(m.objectives, post.mean, strict=True)},
         lam_ci={o: (float(lo), float(hi)) for o, (lo, hi) in zip(m.objectives, lam_ci, strict=True)},
         p_best=math.nan,
-        next_pair=(mix[a], mix[b]),
-        next_rows=(a, b),
-        next_gain=gain,
+        next_pair=None if pair is None else (_mix(m, pair[0]), _mix(m, pair[1])),
+        next_rows=None if pair is None else (pair[0], pair[1]),
+        next_gain=math.nan if pair is None else pair[2],
         picks=len(comparisons),
+        given=len(picks),
         notes=tuple(notes),
     )
     if not comparisons:
         return learned
-    eu, p_best = expected_utility(norm, post), probability_best(norm, post)
+    _, eu, p_best = decided
     best = int(np.nanargmax(eu))
     trade = ", ".join(f"{o}={x:.2f}" for o, x in learned.lam.items())
     rule = (
@@ -442,6 +485,7 @@ __all__ = [
     "UTILITIES",
     "UTILITY_CHOICES",
     "Comparison",
+    "decide",
     "Learned",
     "Normalised",
     "Posterior",

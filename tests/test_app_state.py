@@ -459,6 +459,6 @@ def test_a_message_naming_html_is_notified_as_text(engine, monkeypatch):
     explorer = Explorer(engine, max_new_tokens=4)
     try:
         explorer.session.message = "adapter '<img src=x onerror=alert(1)>' failed"
-        assert shown == ["adapter &#x27;&lt;img src=x onerror=alert(1)&gt;&#x27; failed"]
+        assert shown == ["adapter '&lt;img src=x onerror=alert(1)&gt;' failed"]  # text: quotes stay quotes
     finally:
         explorer.session.close(wait=60)

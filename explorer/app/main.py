@@ -16,9 +16,11 @@ from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
 from explorer.api import api_routes
+from explorer.app.brush_state import Brush
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
+from explorer.app.objectives_views import AllObjectivesView, brush_layers
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -88,10 +90,14 @@ class Explorer(Viewer):
         s = self.session
         self.controls = MixControls(session=s)
         self.response = ResponseView(session=s)
-        self.chooser = Chooser(session=s)
+        self.brush = Brush(session=s)  # the parallel coordinates' brush: every view of the grid follows it
+        self.chooser = Chooser(session=s, brush=self.brush)
         self.choose = ChoosePanel(chooser=self.chooser)
-        self.frontier = FrontierView(session=s, layers=frontier_layers(self.chooser))
-        self.simplex = SimplexView(session=s)
+        self.frontier = FrontierView(
+            session=s, layers=[*brush_layers(self.brush), *frontier_layers(self.chooser)]
+        )
+        self.simplex = SimplexView(session=s, kept=self.brush.param.kept)
+        self.all_objectives = AllObjectivesView(brush=self.brush)
         self.grid = GridControls(session=s)
         self.compare = CompareView(session=s)
         self.export = ExportView(session=s)
@@ -116,7 +122,7 @@ class Explorer(Viewer):
         return pn.Column(
             pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
             pn.Row(
-                pn.Column(self.response, self.frontier, sizing_mode="stretch_width"),
+                pn.Column(self.response, self.frontier, self.all_objectives, sizing_mode="stretch_width"),
                 pn.Column(self.simplex, self.grid, self.choose, width=320),
                 sizing_mode="stretch_width",
             ),

@@ -23,6 +23,7 @@ from panel.viewable import Viewer
 from explorer.app.compare import highlight_differences
 from explorer.app.engine import describe_sampling, shown_path
 from explorer.app.state import MAX_PINS, Session
+from explorer.frontier.packaged import origin_of
 from explorer.frontier.results import (
     adapter_names,
     direction_of,
@@ -488,6 +489,7 @@ class FrontierView(Viewer):
                 pn.bind(frontier_status, s.param.results, s.param.grid_settings),
                 sizing_mode="stretch_width",
             ),
+            pn.pane.HTML(pn.bind(origin_text, s.param.results), sizing_mode="stretch_width"),
             pn.pane.HoloViews(
                 self.plot, sizing_mode="stretch_width", min_height=380, css_classes=["frontier-plot"]
             ),
@@ -603,6 +605,16 @@ def frontier_status(ds, settings: str) -> str:
             " done; the points and the front will still move.</b>"
         )
     return f'<div class="frontier-status">{text}</div>'
+
+
+def origin_text(ds) -> str:
+    """Where the front shown comes from: the package's demo front (its inputs' hashes match this
+    machine's), or computed here."""
+    origin = origin_of(ds)
+    if not origin:
+        return '<div class="frontier-origin"></div>'
+    why = " (its inputs' hashes match this machine's)" if origin != "computed here" else ""
+    return f'<div class="frontier-origin"><small>Front: {html.escape(origin)}{why}</small></div>'
 
 
 def axes_help(x: str | None, y: str | None) -> str:

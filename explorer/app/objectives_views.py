@@ -13,10 +13,10 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import HoverTool
 from panel.viewable import Viewer
 
 from explorer.app.brush_state import Brush
+from explorer.app.views import hide_empty_legend_items
 from explorer.frontier.brush import Axes, brush_axes, normalized, unit_to_value
 from explorer.frontier.results import is_summarized, means, mix_dict, objective_names, pareto
 from explorer.mix import mix_label
@@ -71,7 +71,7 @@ class ParallelCoordinates(Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         s = self.brush.session
-        self.plot = hv.DynamicMap(
+        lines = hv.DynamicMap(
             pn.bind(
                 self._plot,
                 s.param.results,
@@ -80,7 +80,22 @@ class ParallelCoordinates(Viewer):
                 self.param.weights,
             )
         )
-        self.box = hv.streams.BoundsXY(source=self.plot, bounds=None)
+        # the box select tool sits on a static, invisible point: a BoundsXY stream whose source is
+        # a DynamicMap of overlays never receives the box (measured: HoloViews 1.23, Bokeh 3.9)
+        self.catcher = hv.Points([(0.0, 0.5)], kdims=["axis", "height"]).opts(
+            tools=["box_select"], alpha=0.0, size=1
+        )
+        self.plot = (lines * self.catcher).opts(
+            hv.opts.Overlay(
+                responsive=True,
+                height=330,
+                active_tools=["box_select"],
+                legend_position="top",
+                legend_cols=3,
+                hooks=[hide_empty_legend_items],
+            )
+        )
+        self.box = hv.streams.BoundsXY(source=self.catcher, bounds=None)
         self.box.add_subscriber(self._boxed)
 
     def _axes(self):
@@ -92,69 +107,82 @@ class ParallelCoordinates(Viewer):
         return ds, axes, unit, low, high
 
     def _plot(self, ds, ranges, kept, weights):
+        """Every frame has the same layers (a DynamicMap keeps the layers of its first frame):
+        filtered, dominated and optimal lines, the axes' spines, their end values, the brushes."""
         found = self._axes() if ds is not None else None
         if found is None:
-            empty = hv.Path([], kdims=["axis", "height"]).opts(tools=["box_select"])
-            return (empty * hv.Text(0.5, 0.5, "No frontier yet")).opts(
-                hv.opts.Overlay(responsive=True, height=300, xaxis=None, yaxis=None, show_legend=False)
-            )
-        ds, axes, unit, low, high = found
-        n = len(axes.names)
-        measured = np.isfinite(means(ds)).all(axis=1)
-        keep = kept if kept is not None and len(kept) == len(unit) else np.ones(len(unit), bool)
-        optimal = pareto(ds)
+            n, unit, lines = 1, np.zeros((0, 1)), [np.zeros(0, dtype=int)] * 3
+            spines, ends, boxes, label = [], [(0, 0.5, "No frontier yet")], [], [""]
+        else:
+            ds, axes, unit, low, high = found
+            n = len(axes.names)
+            measured = np.isfinite(means(ds)).all(axis=1)
+            keep = kept if kept is not None and len(kept) == len(unit) else np.ones(len(unit), bool)
+            optimal = pareto(ds)
+            lines = [
+                np.flatnonzero(measured & ~keep),
+                np.flatnonzero(measured & keep & ~optimal),
+                np.flatnonzero(measured & keep & optimal),
+            ]
+            spines = [(a, 0.0, a, 1.0) for a in range(n)]
+            ends = []
+            for a in range(n):
+                top, bottom = (low[a], high[a]) if axes.directions[a] == "minimize" else (high[a], low[a])
+                ends += [(a, 1.06, _fmt(top)), (a, -0.06, _fmt(bottom))]
+            boxes = []
+            for axis, (lo, hi) in ranges.items():
+                if axis in axes.names:
+                    a = axes.names.index(axis)
+                    u = sorted(float(np.clip((v - low[a]) / (high[a] - low[a]), 0, 1)) for v in (lo, hi))
+                    if axes.directions[a] == "minimize":
+                        u = sorted(1.0 - v for v in u)
+                    boxes.append((a - 0.12, u[0], a + 0.12, u[1]))
+            label = [axis_label(axes, a) for a in range(n)]
         xs = np.arange(n, dtype=float)
 
-        def lines(rows):
+        def path(rows):
             return [{"axis": xs, "height": unit[m], "mix": mix_label_of(ds, m)} for m in rows]
 
-        out = np.flatnonzero(measured & ~keep)
-        dominated = np.flatnonzero(measured & keep & ~optimal)
-        best = np.flatnonzero(measured & keep & optimal)
-        hover = HoverTool(tooltips=[("mix", "@mix")], line_policy="interp")
         paths = [
-            hv.Path(lines(rows), kdims=["axis", "height"], vdims=["mix"], label=label).opts(
-                color=colour, line_width=width, alpha=alpha, tools=[hover, "box_select"]
+            hv.Path(path(rows), kdims=["axis", "height"], vdims=["mix"], label=name).opts(
+                color=colour, line_width=width, alpha=alpha
             )
-            for rows, label, colour, width, alpha in (
-                (out, "filtered out by the brush", FILTERED, 1.5, 0.8),
-                (dominated, "kept: dominated", KEPT["dominated"], 1.5, 0.7),
-                (best, "kept: Pareto-optimal in all objectives", KEPT["Pareto-optimal"], 2.5, 0.9),
+            for rows, name, colour, width, alpha in zip(
+                lines,
+                ("filtered out by the brush", "kept: dominated", "kept: Pareto-optimal in all objectives"),
+                (FILTERED, KEPT["dominated"], KEPT["Pareto-optimal"]),
+                (1.5, 1.5, 2.5),
+                (0.8, 0.7, 0.9),
+                strict=True,
             )
         ]
-        spines = hv.Segments([(a, 0.0, a, 1.0) for a in range(n)]).opts(color="black", line_width=1)
-        ends = []
-        for a in range(n):
-            top, bottom = (low[a], high[a]) if axes.directions[a] == "minimize" else (high[a], low[a])
-            ends += [(a, 1.06, _fmt(top)), (a, -0.06, _fmt(bottom))]
-        labels = hv.Labels(ends, kdims=["axis", "height"], vdims=["text"]).opts(text_font_size="8pt")
-        boxes = []
-        for axis, (lo, hi) in ranges.items():
-            if axis in axes.names:
-                a = axes.names.index(axis)
-                u = sorted(float(np.clip((v - low[a]) / (high[a] - low[a]), 0, 1)) for v in (lo, hi))
-                if axes.directions[a] == "minimize":
-                    u = sorted(1.0 - v for v in u)
-                boxes.append((a - 0.12, u[0], a + 0.12, u[1]))
-        brushes = hv.Rectangles(boxes).opts(fill_color=BRUSHED, fill_alpha=0.15, line_color=BRUSHED)
-        ticks = [(a, axis_label(axes, a)) for a in range(n)]
-        overlay = hv.Overlay([*paths, spines, labels, brushes])
+        overlay = hv.Overlay(
+            [
+                *paths,
+                hv.Segments(spines, kdims=["axis", "height", "axis_end", "height_end"]).opts(
+                    color="black", line_width=1
+                ),
+                hv.Labels(ends, kdims=["axis", "height"], vdims=["text"]).opts(text_font_size="8pt"),
+                hv.Rectangles(boxes, kdims=["axis", "height", "axis_end", "height_end"]).opts(
+                    fill_color=BRUSHED, fill_alpha=0.15, line_color=BRUSHED
+                ),
+            ]
+        )
+        frame = {
+            "xticks": list(enumerate(label)),
+            "xrotation": 20 if n > 6 else 0,
+            "yaxis": None,
+            "xlabel": "",
+            "xlim": (-0.4, n - 0.6),
+            "ylim": (-0.12, 1.12),
+            "show_grid": False,
+            "framewise": True,
+        }
         return overlay.opts(
-            hv.opts.Overlay(
-                responsive=True,
-                height=320,
-                xticks=ticks,
-                xrotation=20 if n > 6 else 0,
-                yaxis=None,
-                xlabel="",
-                xlim=(-0.4, n - 0.6),
-                ylim=(-0.12, 1.12),
-                legend_position="top",
-                legend_cols=3,
-                active_tools=["box_select"],
-                show_grid=False,
-            ),
-            hv.opts.Path(nonselection_alpha=1.0, selection_alpha=1.0),
+            hv.opts.Path(nonselection_alpha=1.0, selection_alpha=1.0, **frame),
+            hv.opts.Segments(**frame),
+            hv.opts.Labels(**frame),
+            hv.opts.Rectangles(**frame),
         )
 
     def _boxed(self, bounds) -> None:

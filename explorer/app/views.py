@@ -392,7 +392,7 @@ class FrontierView(Viewer):
             color="pareto",
             cmap={status: colour for status, (colour, _) in PARETO_MARKS.items()},
             marker=hv.dim("pareto").categorize({status: mark for status, (_, mark) in PARETO_MARKS.items()}),
-            size=10,
+            size=9,
             tools=[hover, "tap"],
             nonselection_alpha=0.6,
             selection_color="#ff7f0e",

@@ -132,3 +132,55 @@ def test_the_demo_on_a_fresh_cache_opens_with_its_packaged_front(page, tmp_path)
             explorer.session.close(wait=60)
         engine.close()
         setup.soup.close()
+
+
+def frontier_legend(page):
+    """The visible legend entries of the 2-D frontier plot (the legend with the current mix's
+    entry): a label's value, or for the grid points' categories the values of that column."""
+    return page.evaluate("""() => {
+        for (const doc of Bokeh.documents) for (const legend of doc.all_models) {
+            if (legend.type !== 'Legend') continue;
+            if (!legend.items.some(i => String(i.label?.value).startsWith('current mix'))) continue;
+            const out = [];
+            for (const item of legend.items) {
+                if (!item.visible) continue;
+                if (item.label?.value !== undefined) out.push(item.label.value);
+                else if (item.label?.field !== undefined) {
+                    const d = item.renderers[0].data_source.data[item.label.field] || [];
+                    for (const v of new Set(Array.from(d))) out.push(v);
+                }
+            }
+            return out;
+        }
+        return null; }""")
+
+
+def test_the_plot_lists_only_its_markers_and_tells_the_fronts_apart(page, app, demo_engine):
+    from explorer.app.views import ALL_ONLY, DOMINATED, ON_PLANE, pareto_status
+
+    demo_engine.start_grid(SamplingConfig(max_new_tokens=12))
+    demo_engine.wait_grid(600)
+    factory, made = app
+
+    def fresh():  # a session whose decoding has no grid yet: an empty plot
+        explorer = Explorer(demo_engine, max_new_tokens=5)
+        made.append(explorer)
+        return explorer.template()
+
+    explorer = open_app(page, (fresh, made))
+    s = explorer.session
+    assert s.results is None
+    wait_until(lambda: frontier_legend(page) == [], page, timeout=TIMEOUT)  # no absent markers listed
+
+    from tests.ui.test_app_ui import on_page
+
+    on_page(s, lambda: setattr(s, "max_new_tokens", 12))  # the grid of these settings is there
+    wait_until(lambda: s.results is not None, page, timeout=TIMEOUT)
+    ds = s.results
+    expected = pareto_status(ds, s.x_objective, s.y_objective)
+    assert set(expected) <= {ON_PLANE, ALL_ONLY, DOMINATED}  # three objectives: two kinds of optimal
+    wait_until(lambda: set(expected) <= set(frontier_legend(page) or []), page, timeout=TIMEOUT)
+    assert "chosen mix" not in frontier_legend(page) and "pinned" not in frontier_legend(page)
+    # the Choose panel has a pick, but nothing was chosen: no ring on the plot
+    assert explorer.chooser.choice is not None
+    assert layer_points(page, "chosen") == []

@@ -81,15 +81,17 @@ def test_the_scatter_matrix_has_every_pair_and_greys_the_filtered(brush, session
     ds = synthetic_results(adapters=5, objectives=6)
     session.results = ds
     brush.set_range("w_a0", 0.0, 0.0)
-    layout = ScatterMatrix(brush=brush)._matrix(ds, brush.kept)
-    cells = [el for el in layout if isinstance(el, hv.Points)]
+    matrix = ScatterMatrix(brush=brush)._matrix(ds, brush.kept)
+    assert matrix is not None and len(matrix) == 25  # 5 x 5, the upper triangle empty
+    cells = [el for el in matrix if el is not None]
     assert len(cells) == 15  # 6 * 5 / 2
     assert {(c.kdims[0].name, c.kdims[1].name) for c in cells} == {
         (f"o{i}", f"o{j}") for j in range(6) for i in range(j)
     }
     statuses = cells[0].dimension_values("status")
     assert (statuses == "filtered out").sum() == (~brush.kept).sum() > 0
-    hv.render(layout)  # draws
+    for cell in cells:
+        hv.render(cell)  # draws
 
 
 def test_the_choose_panel_chooses_among_the_kept_mixes(session):

@@ -204,20 +204,21 @@ class ScatterMatrix(Viewer):
 
     brush: Brush = param.ClassSelector(class_=Brush, allow_None=False)  # type: ignore[assignment]
 
-    def _matrix(self, ds, kept):
+    def _matrix(self, ds, kept) -> list[hv.Points | None] | None:
+        """The cells of the matrix, row by row ((k - 1) x (k - 1), None above the diagonal)."""
         if ds is None or not is_summarized(ds) or len(objective_names(ds)) < 2:
-            return hv.Div("<i>No frontier yet, or fewer than two objectives.</i>")
+            return None
         names, mean, optimal = objective_names(ds), means(ds), pareto(ds)
         keep = kept if kept is not None and len(kept) == len(mean) else np.ones(len(mean), bool)
         status = np.where(~keep, "filtered out", np.where(optimal, "Pareto-optimal", "dominated"))
         mixes = [mix_label_of(ds, m) for m in range(len(mean))]
         k = len(names)
-        size = max(110, min(200, 720 // (k - 1)))
-        cells = []
+        size = self._size(k)
+        cells: list[hv.Points | None] = []
         for r in range(1, k):
             for c in range(k - 1):
                 if c >= r:
-                    cells.append(hv.Empty())
+                    cells.append(None)
                     continue
                 rows = [
                     (mean[m, c], mean[m, r], status[m], mixes[m])
@@ -229,8 +230,8 @@ class ScatterMatrix(Viewer):
                         color="status",
                         cmap={**KEPT, "filtered out": FILTERED},
                         size=6,
-                        frame_width=size,
-                        frame_height=size,
+                        width=size + (60 if c == 0 else 15),  # room for the y ticks and label
+                        height=size + (50 if r == k - 1 else 10),  # room for the x ticks and label
                         tools=["hover"],
                         show_legend=False,
                         xaxis="bottom" if r == k - 1 else None,
@@ -238,13 +239,33 @@ class ScatterMatrix(Viewer):
                         fontsize={"labels": "8pt", "ticks": "7pt"},
                     )
                 )
-        return hv.Layout(cells).cols(k - 1).opts(shared_axes=True, toolbar=None)
+        return cells
+
+    def _grid(self, ds, kept):
+        """One Bokeh figure per cell in a grid (a HoloViews Layout of them drew collapsed in the page)."""
+        cells = self._matrix(ds, kept)
+        if cells is None:
+            return pn.pane.HTML("<i>No frontier yet, or fewer than two objectives.</i>")
+        k = len(objective_names(ds))
+        return pn.GridBox(
+            *[pn.Spacer() if c is None else pn.pane.HoloViews(c.opts(toolbar=None)) for c in cells],
+            ncols=k - 1,
+            css_classes=["scatter-matrix"],
+        )
+
+    @staticmethod
+    def _size(k: int) -> int:
+        """A cell's side in pixels: the matrix fits about 800 px up to six objectives."""
+        return max(110, min(200, 720 // max(1, k - 1)))
 
     def __panel__(self):
         s = self.brush.session
-        return pn.pane.HoloViews(
-            hv.DynamicMap(pn.bind(self._matrix, s.param.results, self.brush.param.kept)),
-            css_classes=["scatter-matrix"],
+        return pn.Column(
+            pn.pane.HTML(
+                "<small>Every pair of objectives; red: Pareto-optimal in all objectives, grey: filtered "
+                "out by the brush.</small>"
+            ),
+            pn.bind(self._grid, s.param.results, self.brush.param.kept),
         )
 
 

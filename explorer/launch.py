@@ -17,6 +17,7 @@ from explorer.errors import SoupError
 from explorer.frontier.cache import load_cached
 from explorer.frontier.evaluation import ChunkExecutor
 from explorer.frontier.grid import MIN_OBJECTIVES, GridSpec
+from explorer.frontier.packaged import seed_cache
 from explorer.objectives import BUILTINS, Objective, get_objective, get_objectives
 from explorer.options import AppOptions
 from explorer.prompts import HELDOUT, read_prompts
@@ -82,10 +83,15 @@ class AppSetup:
         )
 
     def cached_front(self) -> xr.Dataset | None:
-        """The app's default front (default decoding) when it was computed before, else None."""
+        """The app's default front (default decoding) when it was computed before, else None.
+
+        On a fresh cache the package's demo front seeds it when its inputs' hashes all match
+        (``explorer.frontier.packaged``): the demo then opens with its front drawn."""
         if len(self.objectives) < MIN_OBJECTIVES or self.cache_dir is None:
             return None  # no frontier to look up: the app shows why when one is asked for
-        return load_cached(self.soup, self.grid_spec(SamplingConfig(DEFAULT_MAX_NEW_TOKENS)), self.cache_dir)
+        spec = self.grid_spec(SamplingConfig(DEFAULT_MAX_NEW_TOKENS))
+        seed_cache(self.soup, spec, self.cache_dir)
+        return load_cached(self.soup, spec, self.cache_dir)
 
 
 def prepare_app(options: ModelOptions, app: AppOptions) -> AppSetup:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import param
 
+from explorer.app.brush_state import Brush
 from explorer.app.state import Session
 from explorer.direction import MAXIMIZE
 from explorer.errors import SoupError
@@ -35,6 +36,12 @@ class Chooser(param.Parameterized):
     """Bounds, the rule and the chosen mix over one session's frontier."""
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
+    brush = param.ClassSelector(
+        class_=Brush,
+        default=None,
+        allow_None=True,
+        doc="the parallel coordinates' brush: choose among its kept mixes",
+    )
 
     limits = param.Dict(
         default={},
@@ -64,6 +71,9 @@ class Chooser(param.Parameterized):
     feasible = param.Array(default=None, allow_None=True, doc="(M,) measured mixes that meet every bound")
     choice = param.Parameter(default=None, doc="the chosen mix (explorer.frontier.choose.Choice), or None")
     problem = param.String(default="", doc="why no mix is chosen: no frontier yet, or none meets the bounds")
+    engaged = param.Boolean(
+        default=False, doc="the user set a bound or the rule: only then does the plot ring the pick"
+    )
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -75,6 +85,12 @@ class Chooser(param.Parameterized):
             self.session.param.watch(lambda event: self.update(), "results"),
             self.session.param.watch(self._left_the_choice, "weights"),
         ]
+        if self.brush is not None:
+            self._watchers.append(self.brush.param.watch(lambda event: self.update(), "kept"))
+        self.param.watch(
+            lambda event: setattr(self, "engaged", True),
+            ["limits", "bound", "method", "target", "preferences", "knee_method"],
+        )
         self.update()
 
     # ------------------------------------------------------------------------------------------
@@ -112,13 +128,21 @@ class Chooser(param.Parameterized):
                 ranges={}, feasible=None, choice=None, problem="compute the frontier to choose a mix"
             )
             return
-        measured = Measured.from_dataset(ds)
+        measured = everything = Measured.from_dataset(ds)
+        kept = self.brush.kept if self.brush is not None else None
+        if kept is not None and len(kept) == len(measured.mean) and not kept.all():
+            if not kept.any():
+                self.param.update(
+                    ranges={}, feasible=None, choice=None, problem="the brush keeps no mix: widen or clear it"
+                )
+                return
+            measured = measured.restricted(kept)  # the brushed-out mixes count as not measured
         ranges = _ranges(measured)
         self.ranges = ranges  # the bounds in force depend on them
         where = self.constraints()
         feasible, choice, problem = None, None, ""
         try:
-            feasible = feasible_mask(measured, where, bound=self.bound)
+            feasible = feasible_mask(everything, where, bound=self.bound)  # the bounds alone
             choice = self._pick(measured, where)
         except SoupError as err:  # NoFeasibleMix says which bound excludes most and the closest mix
             problem = str(err)
@@ -152,7 +176,7 @@ class Chooser(param.Parameterized):
 
     def close(self) -> None:
         for watcher in self._watchers:
-            self.session.param.unwatch(watcher)
+            watcher.inst.param.unwatch(watcher)
         self._watchers = []
 
 

@@ -144,7 +144,9 @@ def frontier_layers(chooser: Chooser) -> list[hv.DynamicMap]:
     s = chooser.session
     axes = (s.param.x_objective, s.param.y_objective)
     excluded = hv.DynamicMap(pn.bind(_excluded, s.param.results, chooser.param.feasible, *axes))
-    chosen = hv.DynamicMap(pn.bind(_chosen, chooser.param.choice, *axes))
+    chosen = hv.DynamicMap(
+        pn.bind(_chosen, chooser.param.choice, chooser.param.engaged, s.param.choice, *axes)
+    )
     return [excluded, chosen]
 
 
@@ -162,10 +164,12 @@ def _excluded(ds, feasible, x, y):
     )
 
 
-def _chosen(choice, x, y):
+def _chosen(choice, engaged, loaded, x, y):
+    """The Choose panel's pick, ringed once the user set a bound or the rule, or loaded a choice
+    (before that nothing was chosen: the default rule's pick is not drawn)."""
     data = (
         [(choice.scores[x], choice.scores[y], f"chosen ({choice.method})")]
-        if choice is not None and x
+        if choice is not None and x and (engaged or loaded)
         else []
     )
     return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["chosen"], label="chosen mix").opts(

@@ -16,11 +16,13 @@ from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
 from explorer.api import api_routes
+from explorer.app.brush_state import Brush
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
 from explorer.app.history import MixHistory, step_grid_point
 from explorer.app.keys import Shortcuts, shortcuts_help
+from explorer.app.objectives_views import AllObjectivesView, brush_layers
 from explorer.app.persist import COOKIE, SessionStore
 from explorer.app.picks_state import PickBoard, picks_path
 from explorer.app.picks_views import PicksPanel, recommendation_layer
@@ -112,16 +114,24 @@ class Explorer(Viewer):
         self.history = MixHistory(session=s)
         self.controls = MixControls(session=s, actions=[HistoryControls(history=self.history)])
         self.response = ResponseView(session=s)
-        self.chooser = Chooser(session=s)
+        self.brush = Brush(session=s)  # the parallel coordinates' brush: every view of the grid follows it
+        self.chooser = Chooser(session=s, brush=self.brush)
         self.choose = ChoosePanel(chooser=self.chooser)
         browser = opening.browser if opening.path is not None else None
         self.board = PickBoard(
             session=s, chooser=self.chooser, path=picks_path(s, browser)
         )  # picks go with the browser's session
         self.picks = PicksPanel(board=self.board)
-        layers = [*frontier_layers(self.chooser), recommendation_layer(self.board)]
-        self.frontier = FrontierView(session=s, layers=layers)
-        self.simplex = SimplexView(session=s)
+        self.frontier = FrontierView(
+            session=s,
+            layers=[
+                *brush_layers(self.brush),
+                *frontier_layers(self.chooser),
+                recommendation_layer(self.board),
+            ],
+        )
+        self.simplex = SimplexView(session=s, kept=self.brush.param.kept)
+        self.all_objectives = AllObjectivesView(brush=self.brush)
         self.grid = GridControls(session=s)
         self.compare = CompareView(session=s)
         self.export = ExportView(session=s)
@@ -190,7 +200,9 @@ class Explorer(Viewer):
             pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
             pn.pane.HTML(shortcuts_help(), sizing_mode="stretch_width", visible=self.shortcuts is not None),
             pn.Row(
-                pn.Column(self.response, self.share, self.frontier, sizing_mode="stretch_width"),
+                pn.Column(
+                    self.response, self.share, self.frontier, self.all_objectives, sizing_mode="stretch_width"
+                ),
                 pn.Column(self.simplex, self.grid, self.choose, width=320),
                 sizing_mode="stretch_width",
             ),

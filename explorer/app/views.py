@@ -23,6 +23,7 @@ from panel.viewable import Viewer
 from explorer.app.compare import highlight_differences
 from explorer.app.engine import describe_sampling, shown_path
 from explorer.app.state import MAX_PINS, Session
+from explorer.frontier.packaged import origin_of
 from explorer.frontier.results import (
     adapter_names,
     direction_of,
@@ -49,6 +50,44 @@ from explorer.mix import mix_label
 from explorer.sampling import SamplingConfig
 
 SIMPLEX_RANGE, FREE_RANGE = (0.0, 1.0), (-1.0, 2.0)
+
+# How the 2-D plot marks a grid mix (colour, marker). With more than two objectives a mix can be
+# Pareto-optimal in all of them and still be beaten on the two axes shown (by a mix worse on a third).
+ON_PLANE, ALL_ONLY, DOMINATED = (
+    "Pareto-optimal in all objectives and on these axes",
+    "Pareto-optimal in all objectives, beaten on these axes",
+    "dominated",
+)
+PARETO_MARKS = {
+    "Pareto-optimal": ("#d62728", "circle"),  # two objectives: the plane is every objective
+    ON_PLANE: ("#d62728", "circle"),
+    ALL_ONLY: ("#ff7f0e", "triangle"),
+    DOMINATED: ("#9aa5b1", "circle"),
+}
+
+
+def pareto_status(ds, x: str, y: str) -> list[str]:
+    """Each mix's mark on the plane (x, y): Pareto-optimal (two objectives), or with more, optimal
+    in all objectives and on these axes, optimal in all but beaten on these axes, or dominated."""
+    optimal = pareto(ds)
+    if len(objective_names(ds)) <= 2:
+        return ["Pareto-optimal" if o else DOMINATED for o in optimal]
+    plane = np.zeros(len(optimal), dtype=bool)
+    plane[front_in_plane(ds, x, y)] = True
+    return [ON_PLANE if p else ALL_ONLY if o else DOMINATED for o, p in zip(optimal, plane, strict=True)]
+
+
+def hide_empty_legend_items(plot, element) -> None:
+    """A legend lists only what the plot shows: items whose glyphs have no data are hidden (the
+    empty plot lists no markers; the current mix appears once it has a place)."""
+    for legend in plot.state.legend:
+        for item in legend.items:
+            item.visible = any(
+                any(len(column) for column in r.data_source.data.values())
+                for r in item.renderers
+                if hasattr(r, "data_source")
+            )
+
 
 # What each built-in objective measures, its unit and which way is better (next to axes and sliders).
 OBJECTIVE_HELP = {
@@ -300,7 +339,9 @@ class FrontierView(Viewer):
         for layer in self.layers:
             mixes = mixes * layer
         self.plot = (mixes * pins * current).opts(
-            hv.opts.Overlay(responsive=True, min_height=380, legend_position="right"),
+            hv.opts.Overlay(
+                responsive=True, min_height=380, legend_position="right", hooks=[hide_empty_legend_items]
+            ),
             # the axes follow the data as the grid fills in and the current mix moves
             hv.opts.Points(framewise=True, padding=0.1),
             hv.opts.Curve(framewise=True, padding=0.1),
@@ -313,7 +354,8 @@ class FrontierView(Viewer):
             return None
         names, weights = adapter_names(ds), mix_weights(ds)
         k = {o: i for i, o in enumerate(objective_names(ds))}
-        mean, (low, high), optimal = means(ds), intervals(ds), pareto(ds)
+        mean, (low, high) = means(ds), intervals(ds)
+        status = pareto_status(ds, x, y)
         return [
             {
                 x: mean[m, k[x]],
@@ -321,7 +363,7 @@ class FrontierView(Viewer):
                 "mix": mix_label(dict(zip(names, weights[m], strict=True)), digits=2),
                 "x_ci": f"[{_fmt(low[m, k[x]])}, {_fmt(high[m, k[x]])}]",
                 "y_ci": f"[{_fmt(low[m, k[y]])}, {_fmt(high[m, k[y]])}]",
-                "pareto": "Pareto-optimal" if optimal[m] else "dominated",
+                "pareto": status[m],
                 "index": m,
                 "x_low": mean[m, k[x]] - low[m, k[x]],
                 "x_high": high[m, k[x]] - mean[m, k[x]],
@@ -349,14 +391,15 @@ class FrontierView(Viewer):
         )
         return hv.Points(rows, kdims=[x, y], vdims=vdims, label="grid mixes").opts(
             color="pareto",
-            cmap={"Pareto-optimal": "#d62728", "dominated": "#9aa5b1"},
+            cmap={status: colour for status, (colour, _) in PARETO_MARKS.items()},
+            marker=hv.dim("pareto").categorize({status: mark for status, (_, mark) in PARETO_MARKS.items()}),
             size=9,
             tools=[hover, "tap"],
             nonselection_alpha=0.6,
             selection_color="#ff7f0e",
             xlabel=self._axis(ds, x),
             ylabel=self._axis(ds, y),
-            show_legend=False,
+            show_legend=True,
         )
 
     def _method_fronts(self, joined, x, y):
@@ -447,6 +490,7 @@ class FrontierView(Viewer):
                 pn.bind(frontier_status, s.param.results, s.param.grid_settings),
                 sizing_mode="stretch_width",
             ),
+            pn.pane.HTML(pn.bind(origin_text, s.param.results), sizing_mode="stretch_width"),
             pn.pane.HoloViews(
                 self.plot, sizing_mode="stretch_width", min_height=380, css_classes=["frontier-plot"]
             ),
@@ -462,16 +506,24 @@ class FrontierView(Viewer):
         )
 
 
+def on_simplex(weights) -> bool:
+    """Every weight at least 0 and their sum 1 (to 1e-6): a point of the weight triangle."""
+    w = np.asarray(list(weights), dtype=np.float64)
+    return bool((w >= -1e-9).all() and abs(w.sum() - 1.0) < 1e-6)
+
+
 class SimplexView(Viewer):
-    """With three adapters: the grid and the current mix on the weight triangle."""
+    """With three adapters: the grid and the current mix on the weight triangle (a free-mode mix
+    off the simplex is not drawn in it: the title says where it is)."""
 
     session: Session = param.ClassSelector(class_=Session, allow_None=False)  # type: ignore[assignment]
+    kept = param.Parameter(default=None, doc="a Brush's ``param.kept``: the mixes it filters out are greyed")
 
     @staticmethod
     def _xy(w):
         return w[1] + w[2] / 2.0, w[2] * math.sqrt(3) / 2.0
 
-    def _plot(self, ds, weights):
+    def _plot(self, ds, weights, kept=None):
         names = list(self.session.weights)
         corners = [self._xy(np.eye(3)[i]) for i in range(3)]
         edges = hv.Path([[*corners, corners[0]]]).opts(color="black")
@@ -480,26 +532,31 @@ class SimplexView(Viewer):
         )
         grid = []
         if ds is not None and is_summarized(ds):
+            keep = kept if kept is not None and len(kept) == n_mixes(ds) else np.ones(n_mixes(ds), bool)
             grid = [
-                (*self._xy(w), "Pareto-optimal" if p else "dominated")
-                for w, p in zip(mix_weights(ds), pareto(ds), strict=True)
+                (*self._xy(w), "filtered out" if not k else "Pareto-optimal" if p else "dominated")
+                for w, p, k in zip(mix_weights(ds), pareto(ds), keep, strict=True)
+                if on_simplex(w)
             ]
         pts = hv.Points(grid, vdims=["pareto"]).opts(
             color="pareto",
-            cmap={"Pareto-optimal": "#d62728", "dominated": "#9aa5b1"},
+            cmap={"Pareto-optimal": "#d62728", "dominated": "#9aa5b1", "filtered out": "#e4e7eb"},
             size=7,
             show_legend=False,
         )
-        current = hv.Points([self._xy([weights[n] for n in names])]).opts(
-            marker="star", size=20, color="#1f77b4"
-        )
+        mix = [weights[n] for n in names]
+        inside = on_simplex(mix)
+        current = hv.Points([self._xy(mix)] if inside else []).opts(marker="star", size=20, color="#1f77b4")
+        title = "Weights on the simplex"
+        if not inside:
+            title = f"Current mix off the simplex (sum {sum(mix):.2f})"
         return (edges * labels * pts * current).opts(
             hv.opts.Overlay(
                 xaxis=None,
                 yaxis=None,
                 height=260,
                 width=300,
-                title="Weights on the simplex",
+                title=title,
                 xlim=(-0.15, 1.15),
                 ylim=(-0.15, 1.0),
             )
@@ -509,7 +566,10 @@ class SimplexView(Viewer):
         s = self.session
         if len(s.weights) != 3:
             return pn.Spacer(width=0)
-        return pn.pane.HoloViews(hv.DynamicMap(pn.bind(self._plot, s.param.results, s.param.weights)))
+        return pn.pane.HoloViews(
+            hv.DynamicMap(pn.bind(self._plot, s.param.results, s.param.weights, self.kept)),
+            css_classes=["simplex-plot"],
+        )
 
 
 METHOD_COLOURS = {"soup": "#1f77b4", "mod": "#ff7f0e"}
@@ -546,6 +606,16 @@ def frontier_status(ds, settings: str) -> str:
             " done; the points and the front will still move.</b>"
         )
     return f'<div class="frontier-status">{text}</div>'
+
+
+def origin_text(ds) -> str:
+    """Where the front shown comes from: the package's demo front (its inputs' hashes match this
+    machine's), or computed here."""
+    origin = origin_of(ds)
+    if not origin:
+        return '<div class="frontier-origin"></div>'
+    why = " (its inputs' hashes match this machine's)" if origin != "computed here" else ""
+    return f'<div class="frontier-origin"><small>Front: {html.escape(origin)}{why}</small></div>'
 
 
 def axes_help(x: str | None, y: str | None) -> str:

@@ -2,6 +2,8 @@
 
     prompts/heldout.txt     the demo's evaluation prompts (one per line), never trained on
     adapters/NAME/          one PEFT LoRA adapter per objective, with the recipe.yaml that trained it
+    frontiers/demo.nc       the app's default front on the demo (scripts/package_demo_front.py;
+                            used only where its inputs' hashes match: explorer.frontier.packaged)
 
 Read through ``importlib.resources``, so a wheel install finds them as well as a checkout.
 """

@@ -139,7 +139,14 @@ class Measured:
             raise SoupError(
                 f"no mix of method {mixing!r} in these results: they hold {sorted(set(self.mixing))}"
             )
-        keep = np.array([m == mixing for m in self.mixing])
+        return self.restricted(np.array([m == mixing for m in self.mixing]))
+
+    def restricted(self, keep: np.ndarray) -> Measured:
+        """The same mixes with only those where ``keep`` (M,) is True left measured (the others'
+        means are NaN, so every rule passes them over; rows keep their indices)."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (self.mean.shape[0],):
+            raise SoupError(f"keep must be one flag per mix, ({self.mean.shape[0]},), got {keep.shape}")
 
         def masked(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else np.where(keep[:, None], a, np.nan)

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+import markdown
 import panel as pn
 from panel.io.state import set_curdoc
 from panel.viewable import Viewer
@@ -19,6 +20,7 @@ from explorer.api import api_routes
 from explorer.app.choose_state import Chooser
 from explorer.app.choose_views import ChoosePanel, frontier_layers
 from explorer.app.engine import Engine
+from explorer.app.point_table import PointTable
 from explorer.app.state import Session
 from explorer.app.views import (
     HOW_TO,
@@ -78,6 +80,16 @@ def _page_dispatch():
     return dispatch
 
 
+def how_to() -> pn.pane.HTML:
+    """The how-to, folded to one line (a laptop screen shows the frontier without scrolling)."""
+    body = markdown.markdown(HOW_TO)
+    return pn.pane.HTML(
+        f'<details class="how-to"><summary><b>How to use</b> (click to read)</summary>{body}</details>',
+        sizing_mode="stretch_width",
+        margin=(0, 10),
+    )
+
+
 class Explorer(Viewer):
     """The whole app for one session. ``Explorer()`` opens the demo; pass an ``Engine`` to share one."""
 
@@ -94,6 +106,7 @@ class Explorer(Viewer):
         self.simplex = SimplexView(session=s)
         self.grid = GridControls(session=s)
         self.compare = CompareView(session=s)
+        self.point_table = PointTable(session=s)
         self.export = ExportView(session=s)
         s.param.watch(self._notify, "message")
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
@@ -114,9 +127,9 @@ class Explorer(Viewer):
 
     def main_area(self) -> pn.Column:
         return pn.Column(
-            pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
+            how_to(),
             pn.Row(
-                pn.Column(self.response, self.frontier, sizing_mode="stretch_width"),
+                pn.Column(self.response, self.frontier, self.point_table, sizing_mode="stretch_width"),
                 pn.Column(self.simplex, self.grid, self.choose, width=320),
                 sizing_mode="stretch_width",
             ),

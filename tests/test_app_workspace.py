@@ -54,3 +54,63 @@ def test_the_app_does_not_import_ray():
     code = "import sys, explorer.app.main, explorer.launch, explorer.options; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+
+
+def test_the_frontier_status_says_computing_with_its_time_left_and_a_cancelled_grid_says_so(engine, session):
+    """Issue 22, problem 5, in the texts the page shows."""
+    from explorer.app.engine import duration_text, time_left
+    from explorer.app.views import frontier_status
+    from explorer.frontier.evaluation import Progress
+
+    running = frontier_status(None, "7 mixes", running=True, eta="about 20 s left")
+    assert "Computing the frontier" in running and "about 20 s left" in running
+    assert "No frontier yet" not in running
+    assert "No frontier yet" in frontier_status(None, "", running=False)
+    progress = Progress(rows_done=7, rows_total=12, chunks_done=1, chunks_total=2, elapsed_s=14.0)
+    assert time_left(progress, 14.0) == 10.0  # 5 rows at 2 s a row
+    assert time_left(Progress(3, 12, 1, 4, 1.0, resumed_rows=3), 1.0) is None  # nothing computed here yet
+    assert [duration_text(s) for s in (0.2, 40, 200, 7300)] == ["1 s", "40 s", "3 min", "2 h 2 min"]
+    session.start_grid()
+    engine.wait_grid(300)
+    ds = session._grid.results
+    partial = ds.copy()
+    partial["done"] = partial["done"].copy(data=partial["done"].values.copy())
+    partial["done"].values.flat[0] = False
+    partial.attrs["complete"] = 0
+    moving = frontier_status(partial, "s", running=True, eta="about 3 s left")
+    stopped = frontier_status(partial, "s", running=False, message="grid cancelled")
+    assert "will still move" in moving and "about 3 s left" in moving
+    assert "will still move" not in stopped and "cancelled" in stopped
+
+
+def test_two_clicked_points_show_side_by_side_with_their_differences_marked(engine, session):
+    """Issue 22, problem 4: the point clicked before stays beside the one clicked last."""
+    from explorer.app.point_table import other_field, point_frame, points_header
+    from explorer.frontier.results import objective_names
+
+    session.start_grid()
+    engine.wait_grid(300)
+    session.results = session._grid.results
+    ds = session.results
+    session.load_mix(1)
+    session.load_mix(4)
+    assert (session.grid_point, session.compare_point) == (4, 1)
+    session.load_mix(4)  # the same point again keeps the one before
+    assert session.compare_point == 1
+    frame = point_frame(ds, 4, 1)
+    assert len(frame) == len(ds["prompt"]) and {"prompt", "response", "other_response"} <= set(frame)
+    assert {other_field(o) for o in objective_names(ds)} <= set(frame)
+    texts = ds["text"].values
+    for p in range(len(frame)):
+        if str(texts[4, p, 0]) != str(texts[1, p, 0]):
+            assert "<mark>" in frame["other_response"][p]
+    assert "clicked before" in points_header(ds, 4, 1) and "Click a grid point" in points_header(
+        ds, None, None
+    )
+
+
+def test_typing_in_the_prompt_box_marks_the_response_stale_at_once(session):
+    session.regenerate(wait=True)
+    assert not session.stale
+    session.prompt_typed(session.prompt + " more")
+    assert session.stale

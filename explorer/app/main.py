@@ -37,7 +37,7 @@ from explorer.hosts import allowed_hosts, refuse_other_hosts
 from explorer.launch import prepare_app
 from explorer.options import AppOptions, parse_app_argv
 
-pn.extension(notifications=True)
+pn.extension("tabulator", notifications=True)  # tabulator: the per-prompt table of a grid point
 
 _ENGINES: dict[tuple, Engine] = {}
 _LOCK = threading.Lock()

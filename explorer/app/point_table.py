@@ -18,7 +18,15 @@ from explorer.frontier.results import mix_dict, n_mixes, objective_names, prompt
 from explorer.mix import mix_label
 
 # Tabulator's cells do not wrap by default: a response would be one long line, cut at the border
-_WRAP = ":host .tabulator-cell { white-space: pre-wrap; overflow-wrap: anywhere; vertical-align: top; }"
+_WRAP = (
+    ".tabulator-row .tabulator-cell { white-space: pre-wrap !important; overflow-wrap: anywhere; "
+    "text-overflow: clip !important; }"
+)
+
+
+def _rounded(values) -> list[float]:
+    """Scores to 4 significant digits: readable in a cell, still sorted as numbers."""
+    return [float(f"{float(v):.4g}") for v in values]
 
 
 def other_field(objective: str) -> str:
@@ -34,14 +42,14 @@ def point_frame(ds, index: int, other: int | None = None) -> pd.DataFrame:
     texts, scores = row_texts(ds)[index, :, 0], row_scores(ds)[index, :, 0]  # (prompt,), (prompt, objective)
     frame = pd.DataFrame({"prompt": prompt_texts(ds), "response": [str(t) for t in texts]})
     for k, o in enumerate(objectives):
-        frame[o] = scores[:, k].astype(float)
+        frame[o] = _rounded(scores[:, k])
     if other is not None:
         other_texts, other_scores = row_texts(ds)[other, :, 0], row_scores(ds)[other, :, 0]
         frame["other_response"] = [
             highlight_differences(str(t), str(ref)) for t, ref in zip(other_texts, texts, strict=True)
         ]
         for k, o in enumerate(objectives):
-            frame[other_field(o)] = other_scores[:, k].astype(float)
+            frame[other_field(o)] = _rounded(other_scores[:, k])
     return frame
 
 
@@ -88,7 +96,8 @@ class PointTable(Viewer):
                 "other_response": {"type": "html"},  # escaped by highlight_differences, <mark> kept
             },
             text_align={o: "right" for o in objectives},
-            widths={"prompt": 160, "response": 360, "other_response": 360},
+            widths={"prompt": 150, "response": 300, "other_response": 300},
+            frozen_columns=["prompt"],  # kept in view when the table scrolls sideways
             show_index=False,
             disabled=True,
             selectable=False,

@@ -237,7 +237,7 @@ class ResponseView(Viewer):
             return pn.pane.Alert(text, alert_type="danger", css_classes=["app-message"], visible=bool(text))
 
         return pn.Column(
-            pn.pane.Markdown("### Response"),
+            pn.pane.Markdown("### Response", margin=(0, 10)),
             # one pane each whose text changes (a new pane per token would blank between tokens)
             pn.pane.HTML(
                 pn.bind(
@@ -253,7 +253,9 @@ class ResponseView(Viewer):
             pn.pane.HTML(
                 pn.bind(body, s.param.response, s.param.generating),
                 sizing_mode="stretch_width",
-                min_height=120,
+                min_height=40,  # short: a laptop screen shows the frontier below it without scrolling
+                max_height=220,
+                styles={"overflow-y": "auto"},
             ),
             pn.bind(message, s.param.message),
             sizing_mode="stretch_width",
@@ -303,7 +305,7 @@ class FrontierView(Viewer):
         for layer in self.layers:
             mixes = mixes * layer
         self.plot = (mixes * pins * current).opts(
-            hv.opts.Overlay(responsive=True, min_height=380, legend_position="right"),
+            hv.opts.Overlay(responsive=True, min_height=340, legend_position="right"),
             # the axes follow the data as the grid fills in and the current mix moves
             hv.opts.Points(framewise=True, padding=0.1),
             hv.opts.Curve(framewise=True, padding=0.1),
@@ -465,14 +467,15 @@ class FrontierView(Viewer):
 
     def __panel__(self):
         s = self.session
-        axes = pn.Row(
-            pn.widgets.Select.from_param(s.param.x_objective, name="x axis"),
-            pn.widgets.Select.from_param(s.param.y_objective, name="y axis"),
-            visible=len(s.engine.objectives) > 2,
-        )
+        axes = [  # beside the title: one line less above the plot
+            pn.widgets.Select.from_param(s.param.x_objective, name="x axis", width=160),
+            pn.widgets.Select.from_param(s.param.y_objective, name="y axis", width=160),
+        ]
         return pn.Column(
-            pn.pane.Markdown("### Frontier"),
-            axes,
+            pn.Row(
+                pn.pane.Markdown("### Frontier", margin=(0, 10), width=120, align="end"),
+                *(axes if len(s.engine.objectives) > 2 else []),
+            ),
             pn.pane.HTML(
                 pn.bind(
                     frontier_status,
@@ -485,7 +488,7 @@ class FrontierView(Viewer):
                 sizing_mode="stretch_width",
             ),
             pn.pane.HoloViews(
-                self.plot, sizing_mode="stretch_width", min_height=380, css_classes=["frontier-plot"]
+                self.plot, sizing_mode="stretch_width", min_height=340, css_classes=["frontier-plot"]
             ),
             pn.pane.HTML(
                 pn.bind(method_table, s.param.method_fronts, s.param.method_speeds),

@@ -45,10 +45,14 @@ def test_uploading_a_prompt_file_shorter_than_the_count_uses_its_prompts(page, a
     file = tmp_path / "three.txt"
     file.write_text("Name a fruit.\nName a river.\nName a tree.\n")
     page.locator("input[type=file]").set_input_files(str(file))
-    wait_until(lambda: s.grid_prompt_pool == ["Name a fruit.", "Name a river.", "Name a tree."], page)
+    wait_until(
+        lambda: s.grid_prompt_pool == ["Name a fruit.", "Name a river.", "Name a tree."],
+        page,
+        timeout=TIMEOUT,
+    )
     wait_until(lambda: grid_prompt_box(page).input_value() == "3", page, timeout=TIMEOUT)
     assert s.grid_prompt_count == 3 and s.message == ""
-    wait_until(lambda: "3 grid prompts" in page.locator(".grid-prompts").inner_text(), page)
+    wait_until(lambda: "3 grid prompts" in page.locator(".grid-prompts").inner_text(), page, timeout=TIMEOUT)
 
 
 def test_a_long_prompt_is_kept_whole(page, app):
@@ -95,7 +99,7 @@ def test_no_path_of_the_machine_in_the_page_or_the_downloaded_zip(page, app, dem
         page.get_by_role("button", name="Export", exact=True).click()
         link = page.get_by_role("button", name="Download")
         wait_until(lambda: link.count() == 1, page, timeout=TIMEOUT)
-        wait_until(lambda: "written to" in page.locator(".export-status").inner_text(), page)
+        wait_until(lambda: "written to" in page.locator(".export-status").inner_text(), page, timeout=TIMEOUT)
         with page.expect_download(timeout=TIMEOUT) as info:
             link.click()
         data = info.value.path().read_bytes()
@@ -155,23 +159,27 @@ def test_a_clicked_points_table_is_in_the_main_area_sortable_and_beside_a_second
     first, second = distinct_points(page, ds)[:2]
     click_point(page, s, first)
     table = page.locator(".point-table")
-    wait_until(lambda: table.count() == 1 and table.locator(".tabulator-row").count() == 2, page)
+    wait_until(
+        lambda: table.count() == 1 and table.locator(".tabulator-row").count() == 2, page, timeout=TIMEOUT
+    )
     box, plot = table.bounding_box(), page.locator(".frontier-plot").bounding_box()
     assert box["width"] >= 0.9 * plot["width"]  # as wide as the plot, not the 320-px side column
     assert box["x"] == pytest.approx(plot["x"], abs=40)
     # sort by an objective: click its header, the rows follow its values
     objective = str(ds["objective"].values[0])
     header = table.locator(f'.tabulator-col[tabulator-field="{objective}"]')
-    header.click()
     cells = table.locator(f'.tabulator-row .tabulator-cell[tabulator-field="{objective}"]')
 
     def column():
         return [float(cells.nth(i).inner_text()) for i in range(cells.count())]
 
-    wait_until(lambda: column() in (sorted(column()), sorted(column(), reverse=True)), page)
-    header.click()
     values = column()
-    wait_until(lambda: column() == list(reversed(values)) or len(set(values)) == 1, page)
+    header.click()
+    wait_until(lambda: header.get_attribute("aria-sort") == "ascending", page, timeout=TIMEOUT)
+    wait_until(lambda: column() == sorted(values), page, timeout=TIMEOUT)
+    header.click()
+    wait_until(lambda: header.get_attribute("aria-sort") == "descending", page, timeout=TIMEOUT)
+    wait_until(lambda: column() == sorted(values, reverse=True), page, timeout=TIMEOUT)
     # a second point: both mixes side by side, the second's differing words marked
     click_point(page, s, second)
     wait_until(lambda: s.compare_point == first, page, timeout=TIMEOUT)
@@ -181,7 +189,11 @@ def test_a_clicked_points_table_is_in_the_main_area_sortable_and_beside_a_second
 
     assert mix_label(mix_dict(ds, first), digits=2) in labels
     assert mix_label(mix_dict(ds, second), digits=2) in labels
-    wait_until(lambda: table.locator('.tabulator-cell[tabulator-field="other_response"]').count() == 2, page)
+    wait_until(
+        lambda: table.locator('.tabulator-cell[tabulator-field="other_response"]').count() == 2,
+        page,
+        timeout=TIMEOUT,
+    )
 
 
 def test_grid_status_computing_eta_cancelled_and_the_cancel_button(page, app, demo_engine):
@@ -191,7 +203,7 @@ def test_grid_status_computing_eta_cancelled_and_the_cancel_button(page, app, de
     explorer = open_app(page, app)
     s = explorer.session
     cancel = page.get_by_role("button", name="Cancel grid")
-    wait_until(lambda: s._grid is None or not s.grid_running, page)
+    wait_until(lambda: s._grid is None or not s.grid_running, page, timeout=TIMEOUT)
     wait_until(lambda: cancel.is_disabled(), page, timeout=TIMEOUT)
     on_page(s, lambda: setattr(s, "max_new_tokens", 200))  # a grid of its own, slow enough to watch
     page.get_by_role("button", name="Compute frontier").click()
@@ -202,7 +214,9 @@ def test_grid_status_computing_eta_cancelled_and_the_cancel_button(page, app, de
     message = page.locator(".grid-message")
     wait_until(lambda: "left" in message.inner_text(), page, timeout=TIMEOUT)  # an ETA, from the start
     wait_until(lambda: s.grid_progress > 0, page, timeout=TIMEOUT)
-    wait_until(lambda: "left" in message.inner_text() and "rows" in message.inner_text(), page)
+    wait_until(
+        lambda: "left" in message.inner_text() and "rows" in message.inner_text(), page, timeout=TIMEOUT
+    )
     cancel.click()
     wait_until(lambda: not s.grid_running, page, timeout=TIMEOUT)
     wait_until(lambda: "cancelled" in status.inner_text(), page, timeout=TIMEOUT)
@@ -272,7 +286,9 @@ def test_on_a_laptop_screen_the_frontier_is_visible_without_scrolling(browser, a
     s = made[0].session
     wait_until(lambda: bool(s.response) and not s.generating, page, timeout=TIMEOUT)
     plot = page.locator(".frontier-plot")
-    wait_until(lambda: plot.bounding_box() is not None and plot.bounding_box()["height"] > 200, page)
+    wait_until(
+        lambda: plot.bounding_box() is not None and plot.bounding_box()["height"] > 200, page, timeout=TIMEOUT
+    )
     page.wait_for_timeout(1000)  # the layout settles
     box = plot.bounding_box()
     assert page.evaluate("() => window.scrollY") == 0

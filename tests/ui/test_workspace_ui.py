@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -198,29 +199,48 @@ def test_a_clicked_points_table_is_in_the_main_area_sortable_and_beside_a_second
 
 def test_grid_status_computing_eta_cancelled_and_the_cancel_button(page, app, demo_engine):
     """Problem 5: "Cancel grid" is disabled with nothing running; right after "Compute frontier"
-    the plot says it is computing, the running grid gives the time left, a cancelled partial grid
-    does not say its points will still move."""
+    the plot says it is computing and the grid gives its time left; after each chunk the time
+    left is measured; a cancelled partial grid does not say its points will still move."""
     explorer = open_app(page, app)
     s = explorer.session
     cancel = page.get_by_role("button", name="Cancel grid")
     wait_until(lambda: s._grid is None or not s.grid_running, page, timeout=TIMEOUT)
     wait_until(lambda: cancel.is_disabled(), page, timeout=TIMEOUT)
-    on_page(s, lambda: setattr(s, "max_new_tokens", 200))  # a grid of its own, slow enough to watch
+    on_page(s, lambda: setattr(s, "max_new_tokens", 400))  # still in its first chunk when cancelled
     page.get_by_role("button", name="Compute frontier").click()
     status = page.locator(".frontier-status")
     wait_until(lambda: "Computing" in status.inner_text(), page, timeout=TIMEOUT)
     assert "No frontier yet" not in status.inner_text()
     wait_until(lambda: cancel.is_enabled(), page, timeout=TIMEOUT)
-    message = page.locator(".grid-message")
-    wait_until(lambda: "left" in message.inner_text(), page, timeout=TIMEOUT)  # an ETA, from the start
-    wait_until(lambda: s.grid_progress > 0, page, timeout=TIMEOUT)
-    wait_until(
-        lambda: "left" in message.inner_text() and "rows" in message.inner_text(), page, timeout=TIMEOUT
-    )
+    wait_until(lambda: "left" in page.locator(".grid-message").inner_text(), page, timeout=TIMEOUT)
     cancel.click()
     wait_until(lambda: not s.grid_running, page, timeout=TIMEOUT)
+    wait_until(lambda: cancel.is_disabled(), page, timeout=TIMEOUT)
+    # a grid cancelled after its first chunk (from its own thread, as soon as the chunk is in)
+    on_page(s, lambda: setattr(s, "max_new_tokens", 5))
+    messages: list[str] = []
+    watched = []
+
+    def cancel_after_the_first_chunk(run, event):
+        if 0 < event.new < 1:
+            messages.append(run.message)
+            demo_engine.cancel_grid(run)
+
+    def watch_the_new_grid(event):
+        for run in demo_engine.grids.values():
+            if run.running and "5 tokens" in run.settings and run not in watched:
+                watched.append(run)
+                run.param.watch(partial(cancel_after_the_first_chunk, run), "progress")
+
+    watcher = demo_engine.param.watch(watch_the_new_grid, "grids_changed")
+    try:
+        page.get_by_role("button", name="Compute frontier").click()
+        wait_until(lambda: bool(watched) and not watched[0].running, page, timeout=TIMEOUT)
+    finally:
+        demo_engine.param.unwatch(watcher)
+    assert messages and "rows" in messages[0] and "left" in messages[0], messages  # measured ETA
     wait_until(lambda: "cancelled" in status.inner_text(), page, timeout=TIMEOUT)
-    assert "will still move" not in status.inner_text()
+    assert "Partial:" in status.inner_text() and "will still move" not in status.inner_text()
     wait_until(lambda: cancel.is_disabled(), page, timeout=TIMEOUT)
 
 

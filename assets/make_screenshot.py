@@ -1,6 +1,8 @@
 """Make the README screenshot: the app on the demo, in a real Chromium, after a grid and two pins.
 
     python assets/make_screenshot.py            # writes assets/screenshot.png
+    python assets/make_screenshot.py --size 1366x768 --out assets/screenshot-1366.png   # one laptop screen
+    python assets/make_screenshot.py --size 1920x1080 --out assets/screenshot-1920.png
     python assets/make_screenshot.py --methods soup,mod --out assets/methods.png   # fronts overlaid
 
 Computes (or reads from the cache) the app's default frontier first, so the first run takes a
@@ -65,7 +67,8 @@ def main(args: argparse.Namespace) -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1250})
+            width, height = args.size or (1500, 1250)
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(f"http://localhost:{args.port}/")
             wait(lambda: made and made[0].session.response and not made[0].session.generating)
             s = made[0].session
@@ -88,12 +91,34 @@ def main(args: argparse.Namespace) -> None:
                 s.on_page(s.pin)
             show({n: 1.0 / len(names) for n in names})
             page.wait_for_timeout(1500)
-            page.screenshot(path=str(args.out), full_page=True)
+            # with --size: the first screen, as a person with that screen sees it before scrolling
+            page.screenshot(path=str(args.out), full_page=args.size is None)
             browser.close()
             s.close(wait=60)
     finally:
         server.stop()
+    shrink(args.out)
     print(f"wrote {args.out}")
+
+
+def shrink(path: Path) -> None:
+    """A page is a few hundred colours: a 256-colour palette keeps it sharp at a third of the size."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1366x768`` -> (1366, 768)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--size must be WIDTHxHEIGHT, as in 1366x768, got {text!r}"
+        ) from None
+    return width, height
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -103,6 +128,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-prompts", type=int, default=None, help="default: the app's")
     p.add_argument("--resolution", type=int, default=None, help="default: the app's")
     p.add_argument("--port", type=int, default=5137)
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=None,
+        help="browser window WIDTHxHEIGHT, first screen only (default: whole page)",
+    )
     p.add_argument(
         "--methods", default=None, help="grids of these mixing methods (e.g. soup,mod), the page on the last"
     )

@@ -15,6 +15,7 @@ decoding step. Ray is an optional extra: ``pip install -e '.[ray]'``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import uuid
@@ -28,11 +29,15 @@ from explorer.frontier.evaluation import ChunkResult, LocalExecutor, Row, cancel
 from explorer.frontier.grid import GridSpec
 from explorer.soup import Soup
 
-try:  # the optional extra; without it, --ray says how to install it
+
+def _ray() -> Any:
+    """Ray, imported when first used: the optional extra (without it, --ray says how to install
+    it); importing it takes seconds and can log INFO lines, which the app and the notebook, that
+    never use it without --ray, should not pay for."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
-except ImportError:  # pragma: no cover - exercised where ray is not installed
-    ray = None  # type: ignore[assignment]
+
+    return ray
+
 
 INSTALL = "pip install -e '.[ray]'"
 RESTARTS = 2  # Ray restarts a dead worker's process (reloading the soup) this many times
@@ -60,9 +65,14 @@ class RayOptions:
             raise SoupError(f"CPUs per worker must be > 0, got {self.cpus_per_worker!r}")
 
 
+def ray_installed() -> bool:
+    """Whether the optional extra is installed (without importing it)."""
+    return importlib.util.find_spec("ray") is not None
+
+
 def require_ray() -> None:
     """Refuse, with the command that fixes it, when Ray is not installed."""
-    if ray is None:
+    if not ray_installed():
         raise SoupError(f"--ray needs Ray, which is not installed here: {INSTALL}")
 
 
@@ -94,6 +104,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 def connect(address: str) -> None:
     """Connect this process to Ray at ``address`` (reusing a connection already made in Python)."""
     require_ray()
+    ray = _ray()
     if address not in LOCAL_ADDRESSES:
         check_reachable(address)
     if ray.is_initialized():
@@ -149,6 +160,7 @@ class SoupWorker:
 
     def info(self, fingerprint: bool = True) -> dict[str, Any]:
         """Where it runs, what it loaded (or why it could not)."""
+        ray = _ray()
         out: dict[str, Any] = {
             "error": self.error,
             "node": ray.util.get_node_ip_address(),
@@ -170,6 +182,7 @@ class SoupWorker:
     def run(self, spec_id: str, box: list, chunk: Sequence[Row]) -> ChunkResult:
         """Generate and score one chunk; ``box`` holds the spec's object ref, fetched once per run.
         A ``ray.cancel`` of this task stops it at the next decoding step."""
+        ray = _ray()
         if spec_id != self.spec_id:
             self.spec, self.spec_id = ray.get(box[0]), spec_id
         assert self.spec is not None
@@ -208,6 +221,7 @@ class RayExecutor:
     @classmethod
     def start(cls, load: Callable[[], Soup], options: RayOptions) -> RayExecutor:
         connect(options.address)
+        ray = _ray()
         n = plan_workers(options, ray.cluster_resources())
         actor: Any = ray.remote(SoupWorker).options(
             num_cpus=options.cpus_per_worker,
@@ -233,6 +247,7 @@ class RayExecutor:
 
     def close(self) -> None:
         """Stop every worker (their processes exit; the cluster stays up)."""
+        ray = _ray()
         for w in self.workers:
             ray.kill(w)
         self.alive.clear()
@@ -262,6 +277,7 @@ class RayExecutor:
         """Hand chunks to free workers, yield them as they finish; a chunk whose worker died goes
         back to the front of the queue. Leaving (cancel, an error, the caller stops) cancels the
         chunks in flight."""
+        ray = _ray()
         box, spec_id = [ray.put(spec)], uuid.uuid4().hex
         queue: deque[int] = deque(range(len(chunks)))
         tries: Counter[int] = Counter()
@@ -295,6 +311,9 @@ class RayExecutor:
     def _collect(self, ref, w: int, c: int | None, busy: dict, tries: Counter, queue: deque) -> Any:
         """The value of a finished task, or None when its worker died (its chunk is re-queued and
         the worker is waited for) or is gone for good."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        ray = _ray()
         try:
             value = ray.get(ref)
         except RayActorError as err:
@@ -322,6 +341,9 @@ class RayExecutor:
 
     def _ask(self, method: str, spec: GridSpec) -> Any:
         """Call ``method(spec)`` on a live worker (what every worker would answer alike)."""
+        from ray.exceptions import RayTaskError
+
+        ray = _ray()
         worker = self.workers[min(self.alive)]
         try:
             return ray.get(getattr(worker, method).remote(spec))

@@ -19,8 +19,10 @@ place when complete; an existing target is only replaced with ``force``.
 
 from __future__ import annotations
 
+import json
 import math
 import platform
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ from explorer.loaders import load_yaml, parse_yaml
 from explorer.mix import check_mix
 from explorer.names import check_names
 from explorer.ownership import claim, export_problem, regular_file, written_files
+from explorer.paths import resolve_path, shown_path
 from explorer.soup import Soup
 
 FORMATS = ("adapter", "lowrank", "merged")
@@ -342,12 +345,12 @@ def read_recipe(path: str | Path) -> dict:
         raise SoupError(f"{file} is not a recipe written by explorer export")
     _check_recipe_keys(data, file)
     base = data["base"]
-    folder = Path(base["path"]).expanduser()
+    folder = resolve_path(base["path"])  # a downloaded recipe names it as <cache>/..., ~/...
     if not folder.is_dir():
         raise SoupError(f"recipe {file}: the base model folder {folder} does not exist any more")
     _refuse_changes(file, f"the base model at {folder}", base["files_sha256"], folder_hashes(folder))
     for name, info in data["adapters"].items():
-        adapter = read_adapter(name, info["path"])
+        adapter = read_adapter(name, resolve_path(info["path"]))
         _refuse_changes(file, f"adapter '{name}' at {info['path']}", info["files_sha256"], adapter.files)
     return data
 
@@ -403,3 +406,37 @@ def _refuse_changes(file: Path, what: str, expected: Mapping[str, str], actual: 
             f"recipe {file}: {what} has changed since the export (files {changed} differ): restore "
             "the original files to reproduce this export"
         )
+
+
+def portable_recipe(data: Mapping) -> dict:
+    """A recipe for another machine: the base model's and adapters' paths as ``shown_path`` writes
+    them (``<cache>/...``, ``<explorer>/...``, ``~/...`` or a name; never this machine's absolute
+    path); their sha256 still identify them, and ``read_recipe`` resolves the paths again."""
+    out = dict(data)
+    base = dict(out["base"])
+    if base.get("path"):
+        base["path"] = shown_path(base["path"])
+    out["base"] = base
+    out["adapters"] = {n: {**info, "path": shown_path(info["path"])} for n, info in out["adapters"].items()}
+    return out
+
+
+def zip_export(folder: str | Path, zip_path: str | Path) -> Path:
+    """Zip an adapter or low-rank export for a download, under the folder's name, with no path
+    of this machine in it: the recipe's paths are made portable (``portable_recipe``) and the
+    adapter config names its base model the same way."""
+    folder, zip_path = Path(folder), Path(zip_path)
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+            name = str(Path(folder.name) / file.relative_to(folder))
+            if file.name == RECIPE:
+                data = portable_recipe(yaml.safe_load(file.read_text(encoding="utf-8")))
+                zf.writestr(name, yaml.safe_dump(data, sort_keys=False))
+            elif file.name == "adapter_config.json":
+                config = json.loads(file.read_text(encoding="utf-8"))
+                if config.get("base_model_name_or_path"):
+                    config["base_model_name_or_path"] = shown_path(config["base_model_name_or_path"])
+                zf.writestr(name, json.dumps(config, indent=2, sort_keys=True))
+            else:
+                zf.write(file, name)
+    return zip_path

@@ -433,14 +433,19 @@ def test_a_click_storm_runs_one_generation_at_a_time_and_only_the_newest(engine,
 def test_the_page_shows_paths_without_the_home_folder(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from explorer.app.engine import shown_path
+    from explorer.paths import resolve_path, shown_path
 
     (tmp_path / "home" / "work").mkdir(parents=True)
     monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
+    monkeypatch.setenv("PSE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path / "home" / "work")
-    assert shown_path(tmp_path / "home" / ".cache" / "exports") == "~/.cache/exports"
-    assert shown_path(tmp_path / "home" / "work" / "exports") == "exports"  # under the current folder
-    assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+    assert shown_path(tmp_path / "home" / "models" / "base") == "~/models/base"
+    # issue 22, problem 2: never relative to the server's working folder, nor absolute
+    assert shown_path(tmp_path / "home" / "work" / "exports") == "~/work/exports"
+    assert shown_path(tmp_path / "cache" / "exports" / "x") == "<cache>/exports/x"
+    assert shown_path(tmp_path / "elsewhere" / "exports") == "exports"
+    assert resolve_path("<cache>/exports/x") == tmp_path / "cache" / "exports" / "x"
+    assert resolve_path("~/models/base") == tmp_path / "home" / "models" / "base"
 
 
 def test_a_message_naming_html_is_notified_as_text(engine, monkeypatch):

@@ -217,7 +217,7 @@ def test_cli_without_ray_installed_says_how_to_get_it(files, tmp_path, capsys, m
     import explorer.distributed
     from explorer.cli import main
 
-    monkeypatch.setattr(explorer.distributed, "ray", None)
+    monkeypatch.setattr(explorer.distributed, "ray_installed", lambda: False)
     assert main(cli_argv(files, tmp_path, "--out", str(tmp_path / "f.nc"), "--ray", "local")) == 2
     assert "pip install -e '.[ray]'" in capsys.readouterr().err
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import param
 import xarray as xr
 
 from explorer.errors import SoupError
-from explorer.export import export_mix
+from explorer.export import export_mix, zip_export
 from explorer.frontier.evaluation import ChunkExecutor, Progress, evaluate_grid, run_grid
 from explorer.frontier.grid import Budget, GridSpec, check_budget
 from explorer.frontier.results import (
@@ -36,6 +35,7 @@ from explorer.frontier.results import (
 from explorer.launch import AppSetup
 from explorer.mix import file_label
 from explorer.objectives import Objective
+from explorer.paths import shown_path
 from explorer.sampling import DEFAULT_MAX_NEW_TOKENS, Generations, SamplingConfig
 from explorer.scheduler import Priority, Scheduler
 from explorer.soup import Soup
@@ -48,6 +48,7 @@ class GridRun(param.Parameterized):
     running = param.Boolean(default=False)
     progress = param.Number(default=0.0, bounds=(0.0, 1.0))
     message = param.String(default="")
+    eta = param.String(default="", doc="the time left while it runs, in words")
     tokens_per_s = param.Number(default=None, allow_None=True, doc="generated tokens per second, when done")
 
     def __init__(self, key: str, settings: str, **params):
@@ -106,14 +107,22 @@ class ExportDone:
         return text
 
 
-def shown_path(path: Path | str) -> str:
-    """``path`` as the page shows it: relative to the current folder when under it, else with
-    the home folder as ``~`` (a screenshot or a shared screen shows no user name)."""
-    path = Path(path).absolute()
-    for root, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
-        if path.is_relative_to(root) and path != root:
-            return prefix + str(path.relative_to(root))
-    return str(path)
+def duration_text(seconds: float) -> str:
+    """``40 s``, ``3 min``, ``1 h 20 min``: a time left as people read it."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60)} min"
+
+
+def time_left(progress: Progress, elapsed_s: float) -> float | None:
+    """Seconds until the grid ends at the pace of the rows this run computed (rows resumed from a
+    cancelled run took no time here); None before the first computed row."""
+    computed = progress.rows_done - progress.resumed_rows
+    if computed <= 0 or elapsed_s <= 0:
+        return None
+    return (progress.rows_total - progress.rows_done) * elapsed_s / computed
 
 
 class Engine(param.Parameterized):
@@ -152,6 +161,9 @@ class Engine(param.Parameterized):
         self.scheduler = Scheduler(soup)  # the soup's only user: everything generates through it
         self.grids: dict[str, GridRun] = {}
         self._grids_lock = threading.Lock()
+        # seconds per row and new token of the last grid chunk: a new grid's time left before its
+        # first chunk ends (None until a grid has computed one)
+        self._row_token_s: float | None = None
 
     @classmethod
     def from_setup(cls, setup: AppSetup) -> Engine:
@@ -303,9 +315,9 @@ class Engine(param.Parameterized):
             if run is None or not (run.running or (run.results is not None and is_complete(run.results))):
                 budget = self.check_budget(spec)  # the CLI's rule: a new grid above it is refused
                 run = GridRun(key, describe_grid(spec))
+                eta = self._starting_text(spec)
                 run.param.update(
-                    running=True,
-                    message=f"starting the grid: {budget.rows:,} rows, at most {budget.tokens:,} new tokens...",
+                    running=True, message=f"starting the grid: {budget.rows:,} rows; {eta}", eta=eta
                 )
                 run.thread = threading.Thread(target=self._run_grid, args=(run, spec), daemon=True)
                 self.grids[key] = run
@@ -333,6 +345,14 @@ class Engine(param.Parameterized):
             knobs="the grid's resolution or its number of prompts (or run it with explorer grid --yes)",
         )
         return budget
+
+    def _starting_text(self, spec: GridSpec) -> str:
+        """A grid starts: its time left from the pace of the last grid, else when it will be known."""
+        rows = int(np.prod(spec.shape))
+        if self._row_token_s is None:
+            return f"time left known after the first {min(rows, self.grid_batch_size)} of {rows} rows"
+        seconds = rows * spec.sampling.max_new_tokens * self._row_token_s
+        return f"about {duration_text(seconds)} left for {rows} rows (at the last grid's pace)"
 
     def cancel_grid(self, run: GridRun | None = None, *, owner: object | None = None) -> bool:
         """Cancel ``run`` for ``owner``: it stops only when no other session waits on it (True
@@ -372,10 +392,18 @@ class Engine(param.Parameterized):
 
         def on_chunk(partial: xr.Dataset, progress: Progress) -> None:
             resumed[0] = progress.resumed_rows
+            elapsed = time.time() - start
+            left = time_left(progress, elapsed)
+            computed = progress.rows_done - progress.resumed_rows
+            if computed > 0:
+                self._row_token_s = elapsed / (computed * spec.sampling.max_new_tokens)
+            eta = f"about {duration_text(left)} left" if left is not None and left > 0 else ""
             run.param.update(
                 results=partial,
                 progress=progress.fraction,
-                message=f"{progress.rows_done}/{progress.rows_total} rows, {time.time() - start:.0f} s"
+                eta=eta,
+                message=f"{progress.rows_done}/{progress.rows_total} rows, {elapsed:.0f} s"
+                + (f", {eta}" if eta else "")
                 + (f", {progress.workers_alive} Ray workers" if progress.workers_alive is not None else ""),
             )
 
@@ -392,9 +420,9 @@ class Engine(param.Parameterized):
             speed = None  # measured only when this run generated every row (not cached, not resumed)
             if is_complete(ds) and not resumed[0] and seconds > 0.5:
                 speed = total_tokens(ds) / seconds
-            run.param.update(results=ds, message=f"grid {done}", tokens_per_s=speed)
+            run.param.update(results=ds, message=f"grid {done}", eta="", tokens_per_s=speed)
         except Exception as err:  # shown in the app; the app stays usable
-            run.param.update(message=f"grid failed: {type(err).__name__}: {err}")
+            run.param.update(message=f"grid failed: {type(err).__name__}: {err}", eta="")
         finally:
             run.running = False
             self.grids_changed += 1  # sessions showing several methods' fronts look again
@@ -427,10 +455,7 @@ class Engine(param.Parameterized):
         files = sorted(f for f in result.path.rglob("*") if f.is_file())
         zip_path = None
         if format != "merged":
-            zip_path = result.path.with_name(f"{label}-{format}.zip")
-            with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
-                for file in files:
-                    zf.write(file, Path(result.path.name) / file.relative_to(result.path))
+            zip_path = zip_export(result.path, result.path.with_name(f"{label}-{format}.zip"))
         return ExportDone(
             path=result.path,
             format=format,

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+import markdown
 import panel as pn
 from panel.io.state import set_curdoc
 from panel.viewable import Viewer
@@ -26,6 +27,7 @@ from explorer.app.objectives_views import AllObjectivesView, brush_layers
 from explorer.app.persist import COOKIE, SessionStore
 from explorer.app.picks_state import PickBoard, picks_path
 from explorer.app.picks_views import PicksPanel, recommendation_layer
+from explorer.app.point_table import PointTable
 from explorer.app.routes import guard_routes
 from explorer.app.state import Session
 from explorer.app.views import (
@@ -45,7 +47,7 @@ from explorer.hosts import allowed_hosts, refuse_other_hosts
 from explorer.launch import prepare_app
 from explorer.options import AppOptions, parse_app_argv
 
-pn.extension(notifications=True)
+pn.extension("tabulator", notifications=True)  # tabulator: the per-prompt table of a grid point
 
 _ENGINES: dict[tuple, Engine] = {}
 _LOCK = threading.Lock()
@@ -94,6 +96,16 @@ def _page_address(location) -> str:
     return href.split("#")[0].split("?")[0]
 
 
+def how_to() -> pn.pane.HTML:
+    """The how-to, folded to one line (a laptop screen shows the frontier without scrolling)."""
+    body = markdown.markdown(HOW_TO)
+    return pn.pane.HTML(
+        f'<details class="how-to"><summary><b>How to use</b> (click to read)</summary>{body}</details>',
+        sizing_mode="stretch_width",
+        margin=(0, 10),
+    )
+
+
 class Explorer(Viewer):
     """The whole app for one session. ``Explorer()`` opens the demo; pass an ``Engine`` to share one."""
 
@@ -134,6 +146,7 @@ class Explorer(Viewer):
         self.all_objectives = AllObjectivesView(brush=self.brush)
         self.grid = GridControls(session=s)
         self.compare = CompareView(session=s)
+        self.point_table = PointTable(session=s)
         self.export = ExportView(session=s)
         location = pn.state.location if served else None
         self.share = ShareView(session=s, base_url=_page_address(location))
@@ -197,11 +210,16 @@ class Explorer(Viewer):
 
     def main_area(self) -> pn.Column:
         return pn.Column(
-            pn.pane.Markdown(HOW_TO, css_classes=["how-to"], sizing_mode="stretch_width"),
+            how_to(),
             pn.pane.HTML(shortcuts_help(), sizing_mode="stretch_width", visible=self.shortcuts is not None),
             pn.Row(
                 pn.Column(
-                    self.response, self.share, self.frontier, self.all_objectives, sizing_mode="stretch_width"
+                    self.response,
+                    self.share,
+                    self.frontier,
+                    self.point_table,
+                    self.all_objectives,
+                    sizing_mode="stretch_width",
                 ),
                 pn.Column(self.simplex, self.grid, self.choose, width=320),
                 sizing_mode="stretch_width",

@@ -152,8 +152,12 @@ class Session(param.Parameterized):
     grid_running = param.Boolean(default=False)
     grid_progress = param.Number(default=0.0, bounds=(0.0, 1.0))
     grid_message = param.String(default="")
+    grid_eta = param.String(default="", doc="the time left of the grid shown while it runs, in words")
     grid_settings = param.String(default="", doc="the settings of the grid shown, in words")
     grid_point = param.Integer(default=None, allow_None=True, doc="the grid mix last clicked")
+    compare_point = param.Integer(
+        default=None, allow_None=True, doc="the grid mix clicked before grid_point (shown beside it)"
+    )
     method_fronts = param.Parameter(
         default=None,
         doc="the grids of this session's settings under every method computed so far, joined (an "
@@ -166,6 +170,7 @@ class Session(param.Parameterized):
         "running": "grid_running",
         "progress": "grid_progress",
         "message": "grid_message",
+        "eta": "grid_eta",
     }
     DECODING = ("max_new_tokens", "temperature", "top_p", "seed", "method")
 
@@ -200,8 +205,8 @@ class Session(param.Parameterized):
         self._engine_watcher: param.parameterized.Watcher | None = engine.param.watch(
             lambda event: self._dispatch(self.follow_matching_grid), "grids_changed"
         )
-        self.param.watch(
-            lambda event: self.follow_matching_grid(),
+        self.param.watch(  # several of them change in one update (a prompt file): one call, many events
+            lambda *events: self.follow_matching_grid(),
             [*self.DECODING, "grid_resolution", "grid_prompt_count", "grid_prompt_pool"],
         )
         self.param.watch(self._mark_stale, ["weights", "prompt", *self.DECODING])
@@ -345,6 +350,12 @@ class Session(param.Parameterized):
                 return
             self.stale = pin_key(now) != pin_key(self.response_for)
 
+    def prompt_typed(self, text: str) -> None:
+        """The prompt box is being edited (its text is not the prompt until it loses focus): the
+        response is stale as soon as the text differs from its prompt."""
+        if self.response_for and text is not None and text != self.response_for.get("prompt"):
+            self.stale = True
+
     def load_mix(self, index: int) -> None:
         """Put grid mix ``index`` on the sliders (a click on the frontier)."""
         ds = self.results
@@ -353,7 +364,8 @@ class Session(param.Parameterized):
         mix = mix_dict(ds, index)
         if min(mix.values()) < -1e-12:
             self.simplex = False  # an extrapolated mix cannot stay on the simplex
-        self.param.update(weights=mix, grid_point=index, method=methods_of(ds)[index])
+        before = self.grid_point if self.grid_point != index else self.compare_point
+        self.param.update(weights=mix, grid_point=index, compare_point=before, method=methods_of(ds)[index])
 
     @property
     def sampling(self) -> SamplingConfig:

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import HoverTool
 from panel.viewable import Viewer
 
 from explorer.app.compare import highlight_differences
-from explorer.app.engine import describe_sampling, shown_path
+from explorer.app.engine import describe_sampling
 from explorer.app.state import MAX_PINS, Session
 from explorer.frontier.packaged import origin_of
 from explorer.frontier.results import (
@@ -36,20 +35,18 @@ from explorer.frontier.results import (
     is_summarized,
     means,
     methods_of,
-    mix_dict,
     mix_weights,
     n_mixes,
     objective_names,
     pareto,
-    prompt_texts,
-    row_scores,
-    row_texts,
     save_results,
 )
 from explorer.mix import mix_label
+from explorer.paths import CACHE, shown_path
 from explorer.sampling import SamplingConfig
 
 SIMPLEX_RANGE, FREE_RANGE = (0.0, 1.0), (-1.0, 2.0)
+PROMPT_MAX_CHARS = 200_000  # the prompt box's limit (the demo's context, 8,192 tokens, ends sooner)
 
 # How the 2-D plot marks a grid mix (colour, marker). With more than two objectives a mix can be
 # Pareto-optimal in all of them and still be beaten on the two axes shown (by a mix worse on a third).
@@ -162,8 +159,15 @@ class MixControls(Viewer):
         )
         presets.param.watch(self._preset, "value")
         self.prompt = pn.widgets.TextAreaInput.from_param(
-            s.param.prompt, name="Prompt", height=90, sizing_mode="stretch_width"
+            s.param.prompt,
+            name="Prompt",
+            height=90,
+            sizing_mode="stretch_width",
+            max_length=PROMPT_MAX_CHARS,  # Panel's default (5,000) cut longer prompts without a word
+            placeholder=f"a request for the model (up to {PROMPT_MAX_CHARS:,} characters)",
         )
+        # "stale" shows while the prompt is typed, not only once the box loses focus
+        self.prompt.param.watch(lambda event: s.prompt_typed(event.new), "value_input")
         self.generate = pn.widgets.Button(name="Generate", button_type="primary")
         self.generate.on_click(lambda e: s.regenerate())
         self.pin = pn.widgets.Button(name="Pin this mix", button_type="default")
@@ -273,7 +277,7 @@ class ResponseView(Viewer):
             return pn.pane.Alert(text, alert_type="danger", css_classes=["app-message"], visible=bool(text))
 
         return pn.Column(
-            pn.pane.Markdown("### Response"),
+            pn.pane.Markdown("### Response", margin=(0, 10)),
             # one pane each whose text changes (a new pane per token would blank between tokens)
             pn.pane.HTML(
                 pn.bind(
@@ -289,7 +293,9 @@ class ResponseView(Viewer):
             pn.pane.HTML(
                 pn.bind(body, s.param.response, s.param.generating),
                 sizing_mode="stretch_width",
-                min_height=120,
+                min_height=40,  # short: a laptop screen shows the frontier below it without scrolling
+                max_height=220,
+                styles={"overflow-y": "auto"},
             ),
             pn.bind(message, s.param.message),
             sizing_mode="stretch_width",
@@ -340,7 +346,7 @@ class FrontierView(Viewer):
             mixes = mixes * layer
         self.plot = (mixes * pins * current).opts(
             hv.opts.Overlay(
-                responsive=True, min_height=380, legend_position="right", hooks=[hide_empty_legend_items]
+                responsive=True, min_height=340, legend_position="right", hooks=[hide_empty_legend_items]
             ),
             # the axes follow the data as the grid fills in and the current mix moves
             hv.opts.Points(framewise=True, padding=0.1),
@@ -369,6 +375,8 @@ class FrontierView(Viewer):
                 "x_high": high[m, k[x]] - mean[m, k[x]],
                 "y_low": mean[m, k[y]] - low[m, k[y]],
                 "y_high": high[m, k[y]] - mean[m, k[y]],
+                "x_text": f"{x}: {_fmt(mean[m, k[x]])} [{_fmt(low[m, k[x]])}, {_fmt(high[m, k[x]])}]",
+                "y_text": f"{y}: {_fmt(mean[m, k[y]])} [{_fmt(low[m, k[y]])}, {_fmt(high[m, k[y]])}]",
             }
             for m in range(n_mixes(ds))
             if np.isfinite(mean[m, k[x]]) and np.isfinite(mean[m, k[y]])
@@ -381,20 +389,26 @@ class FrontierView(Viewer):
         data = [(r[x], r[y], r[f"{end}_low"], r[f"{end}_high"]) for r in rows]
         return hv.ErrorBars(data, kdims=[x or "x"], vdims=[y or "y", "low", "high"], horizontal=horizontal)
 
+    # one hover tool per kind of marker, made by HoloViews for that marker's renderer only (a
+    # HoverTool object of ours hovered every renderer: the front line through a clicked point
+    # showed a second tooltip of "???"); its fields are text columns, valid whatever the axes
+    GRID_TOOLTIPS = [("mix", "@mix"), ("", "@x_text"), ("", "@y_text"), ("", "@pareto")]
+    MARK_TOOLTIPS = [("", "@what"), ("mix", "@mix"), ("", "@x_text"), ("", "@y_text")]
+
     def _grid_points(self, ds, x, y):
         rows = self._table(ds, x, y)
-        vdims = ["mix", "x_ci", "y_ci", "pareto", "index"]
+        vdims = ["mix", "x_ci", "y_ci", "pareto", "index", "x_text", "y_text"]
         if not rows:
-            return hv.Points([], kdims=[x or "x", y or "y"], vdims=vdims).opts(tools=["tap"])
-        hover = HoverTool(
-            tooltips=[("mix", "@mix"), (x, f"@{{{x}}} @x_ci"), (y, f"@{{{y}}} @y_ci"), ("", "@pareto")]
-        )
+            return hv.Points([], kdims=[x or "x", y or "y"], vdims=vdims).opts(
+                tools=["hover", "tap"], hover_tooltips=self.GRID_TOOLTIPS
+            )
         return hv.Points(rows, kdims=[x, y], vdims=vdims, label="grid mixes").opts(
             color="pareto",
             cmap={status: colour for status, (colour, _) in PARETO_MARKS.items()},
             marker=hv.dim("pareto").categorize({status: mark for status, (_, mark) in PARETO_MARKS.items()}),
             size=9,
-            tools=[hover, "tap"],
+            tools=["hover", "tap"],
+            hover_tooltips=self.GRID_TOOLTIPS,
             nonselection_alpha=0.6,
             selection_color="#ff7f0e",
             xlabel=self._axis(ds, x),
@@ -451,22 +465,41 @@ class FrontierView(Viewer):
             point = (est[x], est[y]) if est else None
         label = "current mix (measured)" if done else "current mix (estimate)"
         mix = mix_label(self.session.weights, digits=2)
-        data = [(*point, mix, label)] if point and all(np.isfinite(point)) else []
-        hover = HoverTool(tooltips=[("", "@what"), ("mix", "@mix"), (x, f"@{{{x}}}"), (y, f"@{{{y}}}")])
-        return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["mix", "what"], label=label).opts(
-            marker="star", size=22, color="#1f77b4", line_color="black", tools=[hover]
+        data = []
+        if point and all(np.isfinite(point)):
+            data = [(*point, mix, label, f"{x}: {_fmt(point[0])}", f"{y}: {_fmt(point[1])}")]
+        vdims = ["mix", "what", "x_text", "y_text"]
+        return hv.Points(data, kdims=[x or "x", y or "y"], vdims=vdims, label=label).opts(
+            marker="star",
+            size=22,
+            color="#1f77b4",
+            line_color="black",
+            tools=["hover"],
+            hover_tooltips=self.MARK_TOOLTIPS,
         )
 
     def _pins(self, pinned, x, y):
         # a pinned mix sits where the grid would put it: its means over the grid's prompts
         data = [
-            (p["measured"][x], p["measured"][y], mix_label(p["weights"], digits=2), f"pinned {i + 1}")
+            (
+                p["measured"][x],
+                p["measured"][y],
+                mix_label(p["weights"], digits=2),
+                f"pinned {i + 1}",
+                f"{x}: {_fmt(p['measured'][x])}",
+                f"{y}: {_fmt(p['measured'][y])}",
+            )
             for i, p in enumerate(pinned)
             if {x, y} <= set(p.get("measured", {}))
         ]
-        hover = HoverTool(tooltips=[("", "@what"), ("mix", "@mix"), (x, f"@{{{x}}}"), (y, f"@{{{y}}}")])
-        return hv.Points(data, kdims=[x or "x", y or "y"], vdims=["mix", "what"], label="pinned").opts(
-            marker="diamond", size=14, color="#2ca02c", line_color="black", tools=[hover]
+        vdims = ["mix", "what", "x_text", "y_text"]
+        return hv.Points(data, kdims=[x or "x", y or "y"], vdims=vdims, label="pinned").opts(
+            marker="diamond",
+            size=14,
+            color="#2ca02c",
+            line_color="black",
+            tools=["hover"],
+            hover_tooltips=self.MARK_TOOLTIPS,
         )
 
     def _tapped(self, index):
@@ -478,21 +511,29 @@ class FrontierView(Viewer):
 
     def __panel__(self):
         s = self.session
-        axes = pn.Row(
-            pn.widgets.Select.from_param(s.param.x_objective, name="x axis"),
-            pn.widgets.Select.from_param(s.param.y_objective, name="y axis"),
-            visible=len(s.engine.objectives) > 2,
-        )
+        axes = [  # beside the title: one line less above the plot
+            pn.widgets.Select.from_param(s.param.x_objective, name="x axis", width=160),
+            pn.widgets.Select.from_param(s.param.y_objective, name="y axis", width=160),
+        ]
         return pn.Column(
-            pn.pane.Markdown("### Frontier"),
-            axes,
+            pn.Row(
+                pn.pane.Markdown("### Frontier", margin=(0, 10), width=120, align="end"),
+                *(axes if len(s.engine.objectives) > 2 else []),
+            ),
             pn.pane.HTML(
-                pn.bind(frontier_status, s.param.results, s.param.grid_settings),
+                pn.bind(
+                    frontier_status,
+                    s.param.results,
+                    s.param.grid_settings,
+                    s.param.grid_running,
+                    s.param.grid_message,
+                    s.param.grid_eta,
+                ),
                 sizing_mode="stretch_width",
             ),
             pn.pane.HTML(pn.bind(origin_text, s.param.results), sizing_mode="stretch_width"),
             pn.pane.HoloViews(
-                self.plot, sizing_mode="stretch_width", min_height=380, css_classes=["frontier-plot"]
+                self.plot, sizing_mode="stretch_width", min_height=340, css_classes=["frontier-plot"]
             ),
             pn.pane.HTML(
                 pn.bind(method_table, s.param.method_fronts, s.param.method_speeds),
@@ -594,17 +635,32 @@ def method_table(joined, speeds: dict) -> str:
     )
 
 
-def frontier_status(ds, settings: str) -> str:
-    """What the plot shows: whose settings, and whether the front is only partial."""
+def frontier_status(ds, settings: str, running: bool = False, message: str = "", eta: str = "") -> str:
+    """What the plot shows: whose settings, whether the front is only partial, and while a grid
+    runs that it runs (from the click on, before its first points) with its time left."""
     if ds is None:
+        if running:
+            return (
+                '<div class="frontier-status"><b class="frontier-computing">Computing the frontier'
+                f"{' of ' + html.escape(settings) if settings else ''}</b>: the first points appear after "
+                f"the grid's first chunk{'; ' + html.escape(eta) if eta else ''}.</div>"
+            )
         return '<div class="frontier-status">No frontier yet: press "Compute frontier".</div>'
     text = f"Grid: {html.escape(settings)}." if settings else ""
     if not is_complete(ds):
         done = done_mask(ds)
-        text += (
-            f' <b class="frontier-partial" style="color:#b00">Partial: {int(done.sum())}/{done.size} rows'
-            " done; the points and the front will still move.</b>"
-        )
+        rows = f"{int(done.sum())}/{done.size} rows done"
+        if running:
+            text += (
+                f' <b class="frontier-partial frontier-computing" style="color:#b00">Computing: {rows}'
+                f"{', ' + html.escape(eta) if eta else ''}; the points and the front will still move.</b>"
+            )
+        else:
+            why = "failed" if message.startswith("grid failed") else "was cancelled"
+            text += (
+                f' <b class="frontier-partial" style="color:#b00">Partial: {rows}; the grid {why}: '
+                'these points stay as they are. Press "Compute frontier" to compute the whole grid.</b>'
+            )
     return f'<div class="frontier-status">{text}</div>'
 
 
@@ -692,29 +748,6 @@ class GridControls(Viewer):
         items = "".join(f"<li>{html.escape(_short(p))}</li>" for p in pool[:count])
         return f'<details class="grid-prompts"><summary>{min(count, len(pool))} grid prompts</summary><ol>{items}</ol></details>'
 
-    @staticmethod
-    def _point(ds, index) -> str:
-        """Grid point ``index``: its response and scores for every prompt."""
-        if ds is None or index is None or index >= n_mixes(ds):
-            return '<div class="grid-point"><small>Click a grid point to read its responses.</small></div>'
-        texts, scores, objectives = (
-            row_texts(ds)[index, :, 0],
-            row_scores(ds)[index, :, 0],
-            objective_names(ds),
-        )
-        rows = "".join(
-            f"<tr><td>{html.escape(_short(p, 40))}</td><td style='white-space:pre-wrap'>{html.escape(str(t))}</td>"
-            + "".join(f"<td>{_fmt(float(v))}</td>" for v in sc)
-            + "</tr>"
-            for p, t, sc in zip(prompt_texts(ds), texts, scores, strict=True)
-        )
-        head = "".join(f"<th>{html.escape(o)}</th>" for o in objectives)
-        label = html.escape(mix_label(mix_dict(ds, index), digits=2))
-        return (
-            f'<details class="grid-point" open><summary>Grid point {label}: responses per prompt</summary>'
-            f"<table><tr><th>prompt</th><th>response</th>{head}</tr>{rows}</table></details>"
-        )
-
     def __panel__(self):
         s = self.session
         start = pn.widgets.Button(name="Compute frontier", button_type="success")
@@ -722,6 +755,7 @@ class GridControls(Viewer):
 
         start.on_click(lambda event: s.start_grid())
         cancel.on_click(lambda event: s.cancel_grid())
+        cancel.disabled = s.param.grid_running.rx.not_()  # nothing to cancel while no grid runs
         downloads = pn.Row(
             pn.widgets.FileDownload(
                 callback=pn.bind(lambda ds: _netcdf_bytes(ds) if ds is not None else None, s.param.results),
@@ -758,9 +792,6 @@ class GridControls(Viewer):
             ),
             pn.pane.HTML(pn.bind(hypervolume_text, s.param.results), sizing_mode="stretch_width"),
             downloads,
-            pn.pane.HTML(
-                pn.bind(self._point, s.param.results, s.param.grid_point), sizing_mode="stretch_width"
-            ),
             sizing_mode="stretch_width",
         )
 
@@ -851,6 +882,10 @@ class ExportView(Viewer):
         export.disabled = s.param.exporting.rx()
         return pn.Column(
             pn.pane.Markdown(f"### Export\ninto `{shown_path(s.engine.export_dir)}`"),
+            pn.pane.HTML(
+                f"<small>{CACHE}: the cache folder ($PSE_CACHE_DIR, else ~/.cache/pareto-soup-explorer)</small>",
+                visible=shown_path(s.engine.export_dir).startswith(CACHE),
+            ),
             pn.widgets.Select.from_param(s.param.export_format, name="Format"),
             pn.widgets.IntInput.from_param(s.param.export_rank, name="Rank (lowrank)"),
             export,

@@ -275,7 +275,8 @@ def test_export_downloads_a_zip_with_a_loadable_adapter(page, app, demo_engine, 
     wait_until(lambda: link.count() == 1, page, timeout=TIMEOUT)
     assert "adapter.zip" in link.inner_text() and "concise" in link.inner_text()
     status = page.locator(".export-status")
-    wait_until(lambda: str(demo_engine.export_dir) in status.inner_text(), page, timeout=TIMEOUT)
+    # the folder by its name: the page shows no absolute path of the server (issue 22)
+    wait_until(lambda: "adapter written to adapter-" in status.inner_text(), page, timeout=TIMEOUT)
     with page.expect_download(timeout=TIMEOUT) as info:
         link.click()
     data = info.value.path().read_bytes()
@@ -402,7 +403,7 @@ def test_two_sessions_with_different_grid_settings_keep_their_own_fronts(browser
     on_page(b, lambda: setattr(b, "max_new_tokens", 4))
     pages[1].get_by_role("button", name="Compute frontier").click()
     wait_until(lambda: b.grid_running, pages[1], timeout=TIMEOUT)
-    pages[0].get_by_role("button", name="Cancel grid").click()  # A's cancel is for A's grid only
+    assert pages[0].get_by_role("button", name="Cancel grid").is_disabled()  # A runs no grid to cancel
     wait_until(lambda: not b.grid_running, pages[1], timeout=TIMEOUT)
     assert "grid done" in b.grid_message and a.results is front
     wait_until(

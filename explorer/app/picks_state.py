@@ -73,6 +73,7 @@ class PickBoard(param.Parameterized):
                 self.session.message = f"{err} (the file is left as it is; picks of this page are not saved)"
                 self.path = None
         self.picks = loaded
+        self._placing = False
         # after the Chooser's own watcher (made first): its bounds are those of the new frontier
         self._watchers = [
             (self.session, self.session.param.watch(lambda e: self.update(), ["results"])),
@@ -87,6 +88,8 @@ class PickBoard(param.Parameterized):
     def _pins_moved(self, event) -> None:
         """A and B follow their pins when a pin is removed (the columns after it move left); a
         column that is gone is no longer A or B."""
+        if self._placing:
+            return
         old, new = event.old or [], event.new or []
         keys = [pin_key(p) for p in new]
 
@@ -252,8 +255,12 @@ class PickBoard(param.Parameterized):
                 }
             )
             columns.append(len(pins) - 1)
-        s.pinned = pins
-        self.param.update(a=columns[0], b=columns[1])
+        self._placing = True  # A and B are set here, not followed from the old pins
+        try:
+            self.param.update(a=columns[0], b=columns[1])
+            s.pinned = pins
+        finally:
+            self._placing = False
         s.refresh_pins()
 
     def close(self) -> None:

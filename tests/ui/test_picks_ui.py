@@ -49,7 +49,11 @@ def test_two_picks_move_the_ring_and_update_lambda(page, explorer):
     page.get_by_text("no picks yet: judge two pinned responses").wait_for(timeout=TIMEOUT * 1000)
 
     page.locator(".compare-next button").click()  # mixes 0 and 4: the two ends of the front
-    wait_until(lambda: len(s.pinned) == 2 and not s.refreshing_pins, page, timeout=TIMEOUT)
+    wait_until(
+        lambda: len(s.pinned) == 2 and not any(p["partial"] for p in s.pinned) and not s.refreshing_pins,
+        page,
+        timeout=TIMEOUT,
+    )
     assert [board.a, board.b] == [0, 1]
     page.get_by_text("which response do you prefer?").wait_for(timeout=TIMEOUT * 1000)
 

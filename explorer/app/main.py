@@ -96,11 +96,12 @@ def _page_address(location) -> str:
     return href.split("#")[0].split("?")[0]
 
 
-def how_to() -> pn.pane.HTML:
-    """The how-to, folded to one line (a laptop screen shows the frontier without scrolling)."""
+def how_to(keys: str = "") -> pn.pane.HTML:
+    """The how-to, folded to one line (a laptop screen shows the frontier without scrolling);
+    ``keys``: the shortcuts' line (HTML), shown under it when unfolded and on its line when folded."""
     body = markdown.markdown(HOW_TO)
     return pn.pane.HTML(
-        f'<details class="how-to"><summary><b>How to use</b> (click to read)</summary>{body}</details>',
+        f'<details class="how-to"><summary><b>How to use</b> (click to read) {keys}</summary>{body}</details>',
         sizing_mode="stretch_width",
         margin=(0, 10),
     )
@@ -210,13 +211,16 @@ class Explorer(Viewer):
 
     def main_area(self) -> pn.Column:
         return pn.Column(
-            how_to(),
-            pn.pane.HTML(shortcuts_help(), sizing_mode="stretch_width", visible=self.shortcuts is not None),
+            how_to(
+                shortcuts_help().replace("<div", "<span").replace("</div>", "</span>")
+                if self.shortcuts
+                else ""
+            ),
             pn.Row(
                 pn.Column(
                     self.response,
-                    self.share,
                     self.frontier,
+                    self.share,
                     self.point_table,
                     self.all_objectives,
                     sizing_mode="stretch_width",

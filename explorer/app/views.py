@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import re
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -84,6 +85,24 @@ def hide_empty_legend_items(plot, element) -> None:
                 for r in item.renderers
                 if hasattr(r, "data_source")
             )
+
+
+def hover_complete_renderers(plot, element) -> None:
+    """Each hover tool reads only renderers whose data has every column its tooltips name: when a
+    layer's element changes (a new label, say), HoloViews adds the new renderer to the hover tool
+    it shares with others, whose tooltips then show "???" over it."""
+    from bokeh.models import HoverTool
+
+    for tool in plot.state.tools:
+        if not isinstance(tool, HoverTool) or not isinstance(tool.renderers, list):
+            continue
+        tips = tool.tooltips if isinstance(tool.tooltips, list) else []
+        fields = {f for _, text in tips for f in re.findall(r"@\{?([\w ]+?)\}?(?:\W|$)", text)}
+        keep = [
+            r for r in tool.renderers if not hasattr(r, "data_source") or fields <= set(r.data_source.data)
+        ]
+        if keep and len(keep) != len(tool.renderers):
+            tool.renderers = keep
 
 
 # What each built-in objective measures, its unit and which way is better (next to axes and sliders).
@@ -346,7 +365,10 @@ class FrontierView(Viewer):
             mixes = mixes * layer
         self.plot = (mixes * pins * current).opts(
             hv.opts.Overlay(
-                responsive=True, min_height=340, legend_position="right", hooks=[hide_empty_legend_items]
+                responsive=True,
+                min_height=340,
+                legend_position="right",
+                hooks=[hide_empty_legend_items, hover_complete_renderers],
             ),
             # the axes follow the data as the grid fills in and the current mix moves
             hv.opts.Points(framewise=True, padding=0.1),
@@ -398,11 +420,10 @@ class FrontierView(Viewer):
     def _grid_points(self, ds, x, y):
         rows = self._table(ds, x, y)
         vdims = ["mix", "x_ci", "y_ci", "pareto", "index", "x_text", "y_text"]
-        if not rows:
-            return hv.Points([], kdims=[x or "x", y or "y"], vdims=vdims).opts(
-                tools=["hover", "tap"], hover_tooltips=self.GRID_TOOLTIPS
-            )
-        return hv.Points(rows, kdims=[x, y], vdims=vdims, label="grid mixes").opts(
+        # the same options with or without rows: Bokeh's renderer is made once, on the first frame,
+        # and a first frame without the colour/marker mapping left later frames' columns unmapped
+        # (their tooltips read "???")
+        return hv.Points(rows, kdims=[x or "x", y or "y"], vdims=vdims, label="grid mixes").opts(
             color="pareto",
             cmap={status: colour for status, (colour, _) in PARETO_MARKS.items()},
             marker=hv.dim("pareto").categorize({status: mark for status, (_, mark) in PARETO_MARKS.items()}),
@@ -411,8 +432,8 @@ class FrontierView(Viewer):
             hover_tooltips=self.GRID_TOOLTIPS,
             nonselection_alpha=0.6,
             selection_color="#ff7f0e",
-            xlabel=self._axis(ds, x),
-            ylabel=self._axis(ds, y),
+            xlabel=self._axis(ds, x) if rows else "",
+            ylabel=self._axis(ds, y) if rows else "",
             show_legend=True,
         )
 

@@ -92,7 +92,7 @@ def test_the_guarded_server_serves_every_resource_the_page_asks_for(page, evil_e
     try:
         page.set_default_timeout(TIMEOUT)
         page.goto(f"http://localhost:{port}/", wait_until="networkidle")
-        page.get_by_text("Compute frontier").first.wait_for(timeout=TIMEOUT)
+        page.get_by_role("button", name="Compute frontier").wait_for(timeout=TIMEOUT)
         page.wait_for_load_state("networkidle")
         page.goto("about:blank")  # the session ends before the server does
     finally:

@@ -163,7 +163,7 @@ def test_the_plot_lists_only_its_markers_and_tells_the_fronts_apart(page, app, d
     factory, made = app
 
     def fresh():  # a session whose decoding has no grid yet: an empty plot
-        explorer = Explorer(demo_engine, max_new_tokens=5)
+        explorer = Explorer(demo_engine, max_new_tokens=3)
         made.append(explorer)
         return explorer.template()
 

@@ -13,8 +13,8 @@ recommended mix (hidden utility of the best grid mix minus that of the recommend
 of the front's range: normalised scores run 0..1 from nadir to ideal) and the median L1 error of
 lambda's posterior mean.
 
-Fronts: the demo's measured mixes (``bench/results/methods-demo.nc``: 80 mixes of five methods,
-three objectives) and two synthetic fronts of known shape: ``sphere`` (three objectives, a
+Fronts: the demo's measured mixes (``bench/results/methods-demo.nc``, written by
+``python bench/methods.py --save-nc``: 80 mixes of five methods, three objectives) and two synthetic fronts of known shape: ``sphere`` (three objectives, a
 convex quarter sphere, 66 Pareto-optimal mixes and 30 dominated ones) and ``plane`` (four
 objectives, the flat simplex front f = w, 84 mixes, with 30 dominated ones).
 
@@ -74,7 +74,13 @@ def synthetic(name: str, seed: int = 0) -> Measured:
 
 
 def demo_front() -> Measured:
-    return Measured.from_dataset(load_results(HERE / "results" / "methods-demo.nc"))
+    path = HERE / "results" / "methods-demo.nc"
+    if not path.exists():
+        raise SystemExit(
+            f"{path} is missing (results files are not kept in git): write it with "
+            "`python bench/methods.py --save-nc`, or leave the demo out with --fronts sphere,plane"
+        )
+    return Measured.from_dataset(load_results(path))
 
 
 def mix_of(m: Measured, row: int) -> dict[str, float]:

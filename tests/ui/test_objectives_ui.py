@@ -163,7 +163,8 @@ def test_the_plot_lists_only_its_markers_and_tells_the_fronts_apart(page, app, d
     factory, made = app
 
     def fresh():  # a session whose decoding has no grid yet: an empty plot
-        explorer = Explorer(demo_engine, max_new_tokens=3)
+        # a decoding no test computes a grid for (sampled, its own seed)
+        explorer = Explorer(demo_engine, max_new_tokens=12, temperature=0.9, seed=4242)
         made.append(explorer)
         return explorer.template()
 
@@ -174,7 +175,7 @@ def test_the_plot_lists_only_its_markers_and_tells_the_fronts_apart(page, app, d
 
     from tests.ui.test_app_ui import on_page
 
-    on_page(s, lambda: setattr(s, "max_new_tokens", 12))  # the grid of these settings is there
+    on_page(s, lambda: s.param.update(temperature=0.0, seed=0))  # the grid of these settings is there
     wait_until(lambda: s.results is not None, page, timeout=TIMEOUT)
     ds = s.results
     expected = pareto_status(ds, s.x_objective, s.y_objective)

@@ -52,8 +52,8 @@ PROMPT_MAX_CHARS = 200_000  # the prompt box's limit (the demo's context, 8,192 
 # How the 2-D plot marks a grid mix (colour, marker). With more than two objectives a mix can be
 # Pareto-optimal in all of them and still be beaten on the two axes shown (by a mix worse on a third).
 ON_PLANE, ALL_ONLY, DOMINATED = (
-    "Pareto-optimal in all objectives and on these axes",
-    "Pareto-optimal in all objectives, beaten on these axes",
+    "optimal overall and here",  # Pareto-optimal in all objectives and on the two axes shown
+    "optimal overall, beaten here",  # in all objectives, but beaten on the two axes shown
     "dominated",
 )
 PARETO_MARKS = {

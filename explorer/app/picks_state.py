@@ -23,7 +23,7 @@ from explorer.app.state import MAX_PINS, Session, pin_key, produced_by
 from explorer.errors import SoupError
 from explorer.frontier.cache import soup_fingerprint
 from explorer.frontier.preference import UTILITY_CHOICES, learn
-from explorer.frontier.results import is_summarized
+from explorer.frontier.results import is_summarized, means, methods_of, objective_names
 from explorer.picks import Pick, append_pick, load_picks, save_picks
 
 
@@ -223,7 +223,7 @@ class PickBoard(param.Parameterized):
             s.message = str(err)
             return
         ds, rows = s.results, self.learned.next_rows
-        method = [str(ds["method"].values[r]) if "method" in ds.coords else "soup" for r in rows]
+        method = [methods_of(ds)[r] for r in rows]
         wanted = [
             produced_by(mix, s.prompt, sampling, m)
             for mix, m in zip(self.learned.next_pair, method, strict=True)
@@ -238,12 +238,8 @@ class PickBoard(param.Parameterized):
                 s.message = f"at most {MAX_PINS} mixes can be pinned: unpin one to compare the next pair"
                 return
             row = rows[len(columns)]
-            measured = {
-                str(o): float(v)
-                for o, v in zip(
-                    ds["objective"].values, ds["mean"].transpose("mix", "objective").values[row], strict=True
-                )
-            }  # a grid mix: the plot puts its pin on its point
+            # a grid mix: the plot puts its pin on its point
+            measured = {o: float(v) for o, v in zip(objective_names(ds), means(ds)[row], strict=True)}
             pins.append(
                 {
                     **entry,
